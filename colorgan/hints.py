@@ -1,0 +1,102 @@
+"""Colour hints: user points, painted layers and the simulated hints used in training.
+
+A hint is ab (model space, ab/110) at some pixels plus a mask saying where. The
+generator's input is (B, 4, H, W) = L, hint a, hint b, mask, as in Zhang et al. 2017
+("Real-Time User-Guided Image Colorization with Learned Deep Priors").
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .color import normalize_ab, rgb_to_lab
+
+
+class Hint(NamedTuple):
+    """A colour at a point, in the input image's pixel coordinates."""
+
+    x: float
+    y: float
+    color: tuple[int, int, int]  # sRGB 0-255; only its chroma (ab) is used, L comes from the photo
+
+
+def generator_input(l_norm: torch.Tensor, hint_ab: torch.Tensor | None = None, hint_mask: torch.Tensor | None = None):
+    """(B, 1, H, W) L [+ (B, 2, H, W) hint ab, (B, 1, H, W) mask] -> (B, 4, H, W)."""
+    if hint_ab is None:
+        return torch.cat([l_norm, l_norm.new_zeros(l_norm.shape[0], 3, *l_norm.shape[-2:])], dim=1)
+    return torch.cat([l_norm, hint_ab * hint_mask, hint_mask], dim=1)
+
+
+def points_to_hints(
+    points: Sequence[Hint | tuple], image_size: tuple[int, int], render_size: tuple[int, int], radius: int = 1
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hint points in image coordinates -> (1, 2, h, w) hint ab and (1, 1, h, w) mask at render size.
+
+    Each point becomes a (2*radius+1)^2 patch, like the small patches seen in training.
+    Points outside the image raise ValueError.
+    """
+    (width, height), (render_w, render_h) = image_size, render_size
+    hint_ab, mask = torch.zeros(1, 2, render_h, render_w), torch.zeros(1, 1, render_h, render_w)
+    if not points:
+        return hint_ab, mask
+    colors = torch.tensor([list(Hint(*p).color) for p in points], dtype=torch.uint8)  # (N, 3)
+    ab = normalize_ab(rgb_to_lab(colors.T[None, :, :, None])[0, 1:, :, 0])  # (2, N)
+    for index, point in enumerate(points):
+        x, y, _ = Hint(*point)
+        if not (0 <= x < width and 0 <= y < height):
+            raise ValueError(f"hint at ({x}, {y}) is outside the {width}x{height} image")
+        col, row = int(x * render_w / width), int(y * render_h / height)
+        rows = slice(max(row - radius, 0), row + radius + 1)
+        cols = slice(max(col - radius, 0), col + radius + 1)
+        hint_ab[0, :, rows, cols] = ab[:, index, None, None]
+        mask[0, :, rows, cols] = 1.0
+    return hint_ab, mask
+
+
+def layer_to_hints(layer: Image.Image, render_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """A painted RGBA layer (transparent where unpainted) -> hint ab and mask at render size.
+
+    The layer is box-filtered with premultiplied alpha, so thin strokes survive downscaling
+    and their colour is not darkened by the transparent pixels around them.
+    """
+    small = layer.convert("RGBA").convert("RGBa").resize(render_size, Image.Resampling.BOX).convert("RGBA")
+    pixels = torch.from_numpy(np.asarray(small).copy()).permute(2, 0, 1)[None]  # (1, 4, h, w)
+    mask = (pixels[:, 3:] >= 64).float()  # at least a quarter of the render pixel painted
+    hint_ab = normalize_ab(rgb_to_lab(pixels[:, :3])[:, 1:]) * mask
+    return hint_ab, mask
+
+
+def sample_training_hints(
+    ab_norm: torch.Tensor, probability: float = 0.5, mean_points: float = 8.0, max_patch: int = 5
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Simulated user hints revealing the true ab of a few small patches.
+
+    With `probability` an image gets hints; their number is geometric with mean
+    `mean_points` (Zhang et al. 2017 use p = 1/8); each patch is 1..max_patch pixels wide
+    and carries the mean ab of the patch. Uses torch's global RNG, so seeded runs repeat.
+
+    Args:
+        ab_norm: (B, 2, H, W) true ab in model space.
+
+    Returns:
+        hint_ab (B, 2, H, W) and mask (B, 1, H, W).
+    """
+    batch, _, height, width = ab_norm.shape
+    hint_ab = torch.zeros_like(ab_norm)
+    mask = torch.zeros(batch, 1, height, width, device=ab_norm.device, dtype=ab_norm.dtype)
+    has_hints = torch.rand(batch) < probability
+    geometric = torch.distributions.Geometric(probs=torch.tensor(1.0 / mean_points))
+    for index in has_hints.nonzero().flatten().tolist():
+        for _ in range(int(geometric.sample().item()) + 1):
+            size = int(torch.randint(1, max_patch + 1, ()).item())
+            top = int(torch.randint(0, max(height - size, 0) + 1, ()).item())
+            left = int(torch.randint(0, max(width - size, 0) + 1, ()).item())
+            patch = (slice(top, top + size), slice(left, left + size))
+            hint_ab[index, :, patch[0], patch[1]] = ab_norm[index, :, patch[0], patch[1]].mean(dim=(1, 2), keepdim=True)
+            mask[index, :, patch[0], patch[1]] = 1.0
+    return hint_ab, mask
+

@@ -1,0 +1,108 @@
+"""Reading images safely and turning any PIL mode into an RGB tensor plus optional alpha."""
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# The largest image colorgan opens: 100 MP is a 12000x8000 scan; above that, decoding
+# alone would take gigabytes. PIL's own bomb check warns at 89 MP and refuses at 179 MP.
+MAX_PIXELS = 100_000_000
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+
+
+class ImageError(ValueError):
+    """An input that is not a usable image; the message is one line naming the problem."""
+
+
+def open_image(source: str | os.PathLike | bytes | Image.Image, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Open and fully decode an image, applying its EXIF orientation.
+
+    Args:
+        source: a path, the encoded bytes, or an already opened PIL image.
+        max_pixels: refuse images with more pixels than this.
+
+    Raises:
+        ImageError: missing file, not an image, truncated or corrupt data, or too many pixels.
+    """
+    name = str(source) if isinstance(source, (str, os.PathLike)) else "image"
+    try:
+        if isinstance(source, Image.Image):
+            image = source
+        elif isinstance(source, bytes):
+            if not source:
+                raise ImageError("empty file: no image data")
+            image = Image.open(io.BytesIO(source))
+        else:
+            if not Path(source).is_file():
+                raise ImageError(f"{name}: no such file")
+            image = Image.open(source)
+        if image.width * image.height > max_pixels:
+            raise ImageError(
+                f"{name}: {image.width}x{image.height} is {image.width * image.height / 1e6:.0f} MP,"
+                f" more than the {max_pixels / 1e6:.0f} MP limit"
+            )
+        if image.width == 0 or image.height == 0:
+            raise ImageError(f"{name}: image has no pixels")
+        image.seek(0)  # first frame of a GIF or multi-page TIFF
+        image.load()
+        return ImageOps.exif_transpose(image)
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(f"{name}: not an image file (or a format Pillow cannot read)") from None
+    except Image.DecompressionBombError:
+        raise ImageError(f"{name}: too many pixels to decode safely") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as error:
+        raise ImageError(f"{name}: corrupt or truncated image ({error})") from None
+
+
+@dataclass
+class DecodedImage:
+    """An image as colorgan works on it.
+
+    rgb: (1, 3, H, W) uint8, or float32 in [0, 1] for 16-bit and float sources.
+    alpha: (H, W) alpha as a PIL 'L' band, or None.
+    """
+
+    rgb: torch.Tensor
+    alpha: Image.Image | None
+
+    @property
+    def size(self) -> tuple[int, int]:  # (width, height) like PIL
+        return self.rgb.shape[-1], self.rgb.shape[-2]
+
+
+def _high_bit_depth_gray(image: Image.Image) -> np.ndarray:
+    """'I;16*', 'I' and 'F' images -> float32 array in [0, 1]."""
+    array = np.asarray(image).astype(np.float32)
+    if image.mode == "F":
+        return np.clip(array, 0.0, 1.0) if array.max(initial=0) <= 1.0 else np.clip(array / 255.0, 0.0, 1.0)
+    return np.clip(array / 65535.0, 0.0, 1.0)
+
+
+def decode(image: Image.Image) -> DecodedImage:
+    """Any PIL mode -> RGB tensor (+ alpha). Palette transparency and LA/RGBA alpha are kept."""
+    alpha = None
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        alpha = image.getchannel("A")
+    if image.mode.startswith("I") or image.mode == "F":
+        gray = torch.from_numpy(_high_bit_depth_gray(image))
+        return DecodedImage(gray.expand(1, 3, *gray.shape).contiguous(), alpha)
+    rgb = np.asarray(image.convert("RGB"))  # handles L, P, CMYK, YCbCr, 1, LAB, HSV
+    return DecodedImage(torch.from_numpy(rgb.copy()).permute(2, 0, 1).unsqueeze(0), alpha)
+
+
+def to_pil(rgb: torch.Tensor, alpha: Image.Image | None = None) -> Image.Image:
+    """(1, 3, H, W) uint8 -> PIL RGB, or RGBA when an alpha band is given."""
+    image = Image.fromarray(rgb[0].permute(1, 2, 0).contiguous().cpu().numpy(), "RGB")
+    if alpha is not None:
+        image.putalpha(alpha)
+    return image

@@ -1,0 +1,156 @@
+"""The conditional GAN: a hint-aware U-Net generator over any timm encoder, and a PatchGAN.
+
+Both models hold no optimizer, device or I/O logic. They subclass
+`huggingface_hub.PyTorchModelHubMixin` (through `StrictHubMixin`), so
+`save_pretrained` writes `model.safetensors` + `config.json` and `from_pretrained`
+rebuilds the model from that config and loads the weights strictly.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checkpoint import StrictHubMixin
+
+HUB_METADATA = dict(
+    library_name="colorgan",
+    pipeline_tag="image-to-image",
+    tags=["colorization", "pix2pix", "gan"],
+    repo_url="https://github.com/colorgan/colorgan",
+    license="mit",
+)
+GENERATOR_INPUT_CHANNELS = 4  # L, hint a, hint b, hint mask
+
+
+def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+class DecoderBlock(nn.Module):
+    """Upsample x2 (to the skip's size), concatenate the skip, 3x3 convs, optional dropout."""
+
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int, num_convs: int, dropout: float):
+        super().__init__()
+        convs = [conv_bn_relu(in_channels + skip_channels, out_channels)]
+        convs += [conv_bn_relu(out_channels, out_channels) for _ in range(num_convs - 1)]
+        self.convs = nn.Sequential(*convs)
+        # pix2pix's noise z: dropout in the deepest decoder blocks, active while training
+        self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None, size: tuple[int, int]) -> torch.Tensor:
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        if skip is not None:
+            x = torch.cat([x, skip], dim=1)
+        return self.dropout(self.convs(x))
+
+
+class UNetGenerator(nn.Module, StrictHubMixin, **HUB_METADATA):
+    """U-Net that predicts the ab channels of CIELAB from L and optional colour hints.
+
+    Input (B, 4, H, W): normalized L, hint ab (zero where no hint) and the hint mask.
+    Output (B, 2, H, W): ab / 110 in [-1, 1]. Any H, W work: the input is padded to
+    the encoder's stride and the output cropped back.
+
+    Args:
+        encoder_name: any timm model that supports `features_only` (resnet18, efficientnet_b0,
+            convnext_atto, mobilenetv3_large_100, ...).
+        pretrained_encoder: load timm's ImageNet weights when building for training (needs the
+            Hub); never used when the model is rebuilt from a saved config.
+        decoder_channels: output channels of the decoder blocks, deepest first; one block per
+            2x upsampling step, so as many entries as log2 of the encoder's total stride.
+        dropout: dropout probability in the deepest decoder blocks (pix2pix uses 0.5).
+        dropout_blocks: how many of the deepest decoder blocks get dropout.
+    """
+
+    def __init__(
+        self,
+        encoder_name: str = "regnetx_002",  # ~110 ms for 512x512 on 2 CPU cores
+        pretrained_encoder: bool = False,
+        decoder_channels: Sequence[int] = (256, 128, 64, 32, 16),
+        dropout: float = 0.5,
+        dropout_blocks: int = 2,
+    ):
+        super().__init__()
+        self.encoder = timm.create_model(
+            encoder_name, features_only=True, pretrained=pretrained_encoder, in_chans=GENERATOR_INPUT_CHANNELS
+        )
+        reductions = self.encoder.feature_info.reduction()
+        channels = self.encoder.feature_info.channels()
+        self.stride = max(reductions)
+        steps = int(math.log2(self.stride))
+        if 2**steps != self.stride or len(decoder_channels) != steps:
+            raise ValueError(
+                f"{encoder_name} has total stride {self.stride}: decoder_channels needs {steps} entries,"
+                f" got {len(decoder_channels)}"
+            )
+        skip_channels_at = dict(zip(reductions, channels))
+        self.skip_reductions = []  # for each decoder block, the reduction of the skip it takes
+        blocks, in_channels = [], channels[-1]
+        for index, out_channels in enumerate(decoder_channels):
+            reduction = self.stride >> (index + 1)  # 16, 8, 4, 2, 1 for a stride-32 encoder
+            skip_channels = GENERATOR_INPUT_CHANNELS if reduction == 1 else skip_channels_at.get(reduction, 0)
+            # one conv at the two finest scales: they cost most, and ab there is smooth
+            num_convs = 2 if reduction >= 4 else 1
+            block_dropout = dropout if index < dropout_blocks else 0.0
+            blocks.append(DecoderBlock(in_channels, skip_channels, out_channels, num_convs, block_dropout))
+            self.skip_reductions.append(reduction)
+            in_channels = out_channels
+        self.decoder = nn.ModuleList(blocks)
+        self.head = nn.Conv2d(in_channels, 2, kernel_size=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        pad_h, pad_w = -height % self.stride, -width % self.stride
+        padded = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
+        features = dict(zip(self.encoder.feature_info.reduction(), self.encoder(padded)))
+        features[1] = padded  # the input itself is the full-resolution skip
+        y = features[self.stride]  # (B, C, H/32, W/32)
+        for block, reduction in zip(self.decoder, self.skip_reductions):
+            size = (padded.shape[-2] // reduction, padded.shape[-1] // reduction)
+            y = block(y, features.get(reduction), size)
+        ab = torch.tanh(self.head(y))  # (B, 2, H_pad, W_pad)
+        return ab[..., :height, :width]
+
+
+class PatchDiscriminator(nn.Module, StrictHubMixin, **HUB_METADATA):
+    """pix2pix's conditional PatchGAN: judges overlapping patches of an (L, ab) image.
+
+    With `num_layers=3` each output logit sees a 70x70 patch.
+
+    Args:
+        base_channels: width of the first conv; doubles each layer up to 8x.
+        num_layers: stride-2 layers; more layers, larger patches (3 -> 70x70, 4 -> 142x142).
+        input_channels: 3 for (L, a, b).
+    """
+
+    def __init__(self, base_channels: int = 64, num_layers: int = 3, input_channels: int = 3):
+        super().__init__()
+        layers: list[nn.Module] = [
+            nn.Conv2d(input_channels, base_channels, kernel_size=4, stride=2, padding=1),
+            nn.LeakyReLU(0.2, inplace=True),
+        ]
+        width = base_channels
+        for index in range(1, num_layers + 1):
+            next_width = base_channels * min(2**index, 8)
+            stride = 2 if index < num_layers else 1  # the last layer keeps resolution, as in pix2pix
+            layers += [
+                nn.Conv2d(width, next_width, kernel_size=4, stride=stride, padding=1, bias=False),
+                nn.BatchNorm2d(next_width),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
+            width = next_width
+        layers.append(nn.Conv2d(width, 1, kernel_size=4, stride=1, padding=1))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, l_norm: torch.Tensor, ab_norm: torch.Tensor) -> torch.Tensor:
+        # (B, 1, H, W) + (B, 2, H, W) -> (B, 1, H/8 - 2, W/8 - 2) logits for num_layers=3
+        return self.layers(torch.cat([l_norm, ab_norm], dim=1))
