@@ -7,12 +7,20 @@ shapes do not match the model built from its `config.json` is refused with one l
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 from huggingface_hub import PyTorchModelHubMixin, constants, hf_hub_download
-from huggingface_hub.errors import EntryNotFoundError
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
@@ -46,6 +54,8 @@ def resolve_weights_file(model_id: str, **download_kwargs: Any) -> str:
         return path
     try:
         return hf_hub_download(repo_id=model_id, filename=WEIGHTS_NAME, **download_kwargs)
+    except LocalEntryNotFoundError:
+        raise  # not cached while offline: says nothing about what the repo holds
     except EntryNotFoundError:
         raise _refuse_missing_weights(model_id, found_pickle=_repo_has_pickle(model_id, download_kwargs)) from None
 
@@ -60,6 +70,24 @@ def _repo_has_pickle(model_id: str, download_kwargs: dict[str, Any]) -> bool:
     except Exception:  # the listing only improves the message; the refusal stands either way
         return False
     return any(Path(name).name in PICKLE_WEIGHT_NAMES for name in files)
+
+
+@contextmanager
+def hub_errors_as_checkpoint_errors(source: str) -> Iterator[None]:
+    """Turn the Hub client's download errors into one-line `CheckpointError`s naming `source`."""
+    try:
+        yield
+    except LocalEntryNotFoundError:
+        raise CheckpointError(
+            f"{source}: not in the local Hugging Face cache and the Hub cannot be reached (offline?)"
+        ) from None
+    except RepositoryNotFoundError:
+        raise CheckpointError(f"{source}: no such model repo on the Hub (or it is private: pass a token)") from None
+    except RevisionNotFoundError:
+        raise CheckpointError(f"{source}: no such revision on the Hub") from None
+    except HfHubHTTPError as error:
+        reason = str(error).splitlines()[0]
+        raise CheckpointError(f"{source}: could not be fetched from the Hub ({reason})") from None
 
 
 def load_weights_strictly(model: torch.nn.Module, weights_file: str, map_location: str | torch.device = "cpu") -> None:
@@ -92,6 +120,13 @@ def load_weights_strictly(model: torch.nn.Module, weights_file: str, map_locatio
 
 class StrictHubMixin(PyTorchModelHubMixin):
     """`PyTorchModelHubMixin` that loads safetensors only, strictly, and never downloads backbones."""
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any):
+        folder = str(pretrained_model_name_or_path)
+        if os.path.isdir(folder) and not os.path.isfile(os.path.join(folder, constants.CONFIG_NAME)):
+            raise CheckpointError(f"{folder} has no {constants.CONFIG_NAME}: it is not a saved colorgan model")
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     @classmethod
     def _from_pretrained(

@@ -11,6 +11,8 @@ from pathlib import Path
 from PIL import Image
 
 from .checkpoint import CheckpointError
+from .evaluate import add_eval_parser
+from .hub import add_push_parser
 from .imaging import IMAGE_SUFFIXES, ImageError
 
 
@@ -53,7 +55,7 @@ def run_colorize(args: argparse.Namespace) -> int:
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     try:
         colorizer = Colorizer.from_pretrained(args.model, device=args.device)
-    except CheckpointError as error:
+    except (CheckpointError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     failures, written = 0, set()
@@ -93,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="colorgan", description="Colorize black-and-white photos with a GAN.")
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_colorize_parser(subparsers)
+    add_eval_parser(subparsers)
+    add_push_parser(subparsers)
     return parser
 
 

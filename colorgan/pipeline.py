@@ -12,10 +12,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 from PIL import Image
 
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, hub_errors_as_checkpoint_errors
 from .color import denormalize_ab, lab_to_rgb_keeping_lightness, lightness, normalize_l
 from .hints import Hint, generator_input, layer_to_hints, points_to_hints
 from .imaging import DecodedImage, decode, open_image, to_pil
@@ -30,7 +29,14 @@ CHUNK_PIXELS = 1 << 20  # full-resolution colour maths runs in slices of ~1 MP t
 def pick_device(device: str | torch.device | None = None) -> torch.device:
     """The given device, else cuda, mps or cpu, whichever is there first."""
     if device is not None:
-        return torch.device(device)
+        try:
+            chosen = torch.device(device)
+        except RuntimeError:
+            raise ValueError(f"unknown device {device!r} (try cpu, cuda, cuda:1 or mps)") from None
+        available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}
+        if chosen.type in available and not available[chosen.type]():
+            raise ValueError(f"device {device!r} is not available on this machine")
+        return chosen
     if torch.cuda.is_available():
         return torch.device("cuda")
     if torch.backends.mps.is_available():
@@ -92,20 +98,16 @@ class Colorizer:
         source = str(path_or_repo_id) if path_or_repo_id is not None else str(STARTER_MODEL)
         if path_or_repo_id is None and not STARTER_MODEL.is_dir():
             raise CheckpointError("no starter checkpoint is bundled with this install; pass a model folder or repo id")
-        looks_local = os.sep in source or source.startswith(".") or source.count("/") > 1
+        # "user/repo" is a Hub id (even where os.sep is "/"); "/abs", "./rel", "a/b/c", "a\\b" are folders
+        looks_local = os.path.isabs(source) or source.startswith(".") or source.count("/") > 1
+        looks_local = looks_local or (os.sep != "/" and os.sep in source)
         if looks_local and not os.path.isdir(source):
             raise CheckpointError(f"{source}: no such model folder")
         try:
-            generator = UNetGenerator.from_pretrained(
-                source, revision=revision, token=token, cache_dir=cache_dir, local_files_only=local_files_only
-            )
-        except LocalEntryNotFoundError:
-            raise CheckpointError(
-                f"{source}: not in the local Hugging Face cache and the Hub cannot be reached (offline?)"
-            ) from None
-        except HfHubHTTPError as error:
-            reason = str(error).splitlines()[0]
-            raise CheckpointError(f"{source}: could not be fetched from the Hub ({reason})") from None
+            with hub_errors_as_checkpoint_errors(source):
+                generator = UNetGenerator.from_pretrained(
+                    source, revision=revision, token=token, cache_dir=cache_dir, local_files_only=local_files_only
+                )
         except TypeError as error:
             raise CheckpointError(f"{source}: config.json does not describe a colorgan generator ({error})") from None
         return cls(generator, device=device)

@@ -1,9 +1,30 @@
 """Shared fixtures: the real photo set beside the checkout and tiny models for fast CPU tests."""
 from __future__ import annotations
 
-from pathlib import Path
+# ---- a fake Hugging Face Hub for the whole session (tests/hub_server.py). huggingface_hub reads
+# HF_ENDPOINT and HF_HOME once, when imported, so this block runs before anything imports it: every
+# Hub call of every test goes to 127.0.0.1, and nothing touches the user's cache or token.
+import atexit
+import os
+import shutil
+import sys
+import tempfile
 
-import pytest
+from hub_server import FakeHub  # tests/ is on sys.path: pytest puts a rootdir conftest's folder there
+
+if "huggingface_hub" in sys.modules:
+    raise RuntimeError("tests/conftest.py must set HF_ENDPOINT before huggingface_hub is imported")
+FAKE_HUB = FakeHub.start()
+_HF_HOME = tempfile.mkdtemp(prefix="colorgan-tests-hf-home-")
+atexit.register(shutil.rmtree, _HF_HOME, ignore_errors=True)
+os.environ.update(HF_ENDPOINT=FAKE_HUB.url, HF_HOME=_HF_HOME, HF_HUB_DISABLE_TELEMETRY="1")
+for _name in ("HF_HUB_OFFLINE", "HF_TOKEN", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_TOKEN_PATH"):
+    os.environ.pop(_name, None)
+# ---- end of the fake Hub block
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = REPO.parent / "shared" / "photos"
@@ -29,3 +50,33 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("tiny_model")
     UNetGenerator(**TINY_GENERATOR).save_pretrained(folder)
     return folder
+
+
+# ----------------------------------------------------------------------------- shared test helpers
+def val_photo_paths(photos_dir: Path, count: int) -> list[Path]:
+    """The first `count` validation photos (sorted), so every test sees the same ones."""
+    paths = sorted((photos_dir / "val").glob("*.jpg"))[:count]
+    if len(paths) < count:
+        pytest.skip(f"need {count} photos in {photos_dir / 'val'}, found {len(paths)}")
+    return paths
+
+
+def skimage_lightness(image) -> "np.ndarray":
+    """L* (H, W) of a PIL image's 8-bit RGB, measured by skimage (the independent reference)."""
+    import numpy as np
+    from skimage.color import rgb2lab
+
+    return rgb2lab(np.asarray(image.convert("RGB")))[..., 0]
+
+
+def assert_one_line(message: str) -> None:
+    """User-facing errors are one non-empty line."""
+    text = str(message).strip()
+    assert text, "empty error message"
+    assert "\n" not in text, f"error message spans several lines: {text!r}"
+
+
+@pytest.fixture(scope="session")
+def fake_hub() -> FakeHub:
+    """The fake Hub that HF_ENDPOINT points at for the whole session (see the top of this file)."""
+    return FAKE_HUB

@@ -1,0 +1,162 @@
+"""colorgan web app: colorize black-and-white photos, optionally steered by painted colour hints.
+
+    python app.py [--model PATH_OR_REPO_ID]
+
+The model comes from `--model`, else the `COLORGAN_MODEL` environment variable (a Space
+variable), else the starter checkpoint bundled with the package. Gradio's own variables
+(`GRADIO_SERVER_NAME`, `GRADIO_SERVER_PORT`, ...) apply as usual.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import gradio as gr
+
+from colorgan import CheckpointError, Colorizer
+from colorgan.app_logic import (
+    RENDER_SIZE_RANGE,
+    SATURATION_RANGE,
+    before_and_after,
+    colorize_photo,
+    save_png,
+    split_editor_value,
+)
+
+EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
+MAX_FILE_SIZE = "50mb"  # a 24 MP JPEG or 8-bit PNG fits; larger uploads are refused before any work
+WORKERS = 2  # one colorization per vCPU of a basic Space; the rest wait in the queue
+QUEUE_SIZE = 64  # waiting requests beyond this are turned away ("queue full") instead of piling up
+LAUNCH_OPTIONS = dict(max_file_size=MAX_FILE_SIZE, theme=gr.themes.Soft())
+HINT_COLORS = ["#5b8fd1", "#4f8a3c", "#e2b08f", "#c8312f", "#e8c547", "#7a5233", "#2f6f8f", "#7d4fa0"]
+
+INTRO = """# colorgan: colorize black-and-white photos
+Upload, paste or take a photo (colour photos work too: only their lightness is used) and press
+**Colorize**. To steer the colours, pick a colour and paint a few strokes on the photo with the brush
+(sky, a shirt, a car...): only the hue and saturation of your strokes count, the photo keeps its own
+light and shade. Without strokes the model chooses all colours itself."""
+
+
+@contextmanager
+def errors_shown_to_user():
+    """Turn the app's one-line input errors into `gr.Error`s the user sees."""
+    try:
+        yield
+    except ValueError as error:  # ImageError, CheckpointError and range errors are ValueErrors
+        raise gr.Error(str(error), print_exception=False) from None
+
+
+def build_demo(colorizer: Colorizer) -> gr.Blocks:
+    """The app's UI and its `/colorize` API endpoint around an already loaded model.
+
+    Args:
+        colorizer: the model every request uses (loaded once, shared by the workers).
+    """
+
+    with gr.Blocks(title="colorgan", delete_cache=(1800, 3600)) as demo:
+        gr.Markdown(INTRO)
+        with gr.Row():
+            with gr.Column():
+                editor = gr.ImageEditor(
+                    label="Photo (paint colour hints with the brush)",
+                    type="pil",
+                    image_mode="RGBA",  # keeps the strokes' transparency: unpainted = no hint
+                    sources=("upload", "clipboard", "webcam"),
+                    transforms=(),
+                    layers=False,
+                    brush=gr.Brush(colors=HINT_COLORS, color_mode="defaults"),
+                    height=520,
+                    elem_id="photo",
+                )
+                saturation = gr.Slider(*SATURATION_RANGE, value=1.0, step=0.05, label="Saturation")
+                render_size = gr.Slider(
+                    *RENDER_SIZE_RANGE,
+                    value=512,
+                    step=64,
+                    label="Render resolution",
+                    info="Long side at which the model runs: higher is more detailed but slower."
+                    " The result always has the photo's full resolution.",
+                )
+                colorize_button = gr.Button("Colorize", variant="primary", elem_id="colorize")
+            with gr.Column():
+                slider = gr.ImageSlider(
+                    label="Before / after", type="pil", buttons=["fullscreen"], interactive=False, elem_id="before-after"
+                )
+                download = gr.File(label="Full-resolution colour PNG", interactive=False, elem_id="download")
+        # the API's own inputs and output: files, so any format and bit depth arrives untouched
+        api_image = gr.File(label="image", visible=False)
+        api_hints = gr.File(label="hints", visible=False)
+        api_result = gr.File(label="colour PNG", visible=False)
+
+        def colorize_in_editor(editor_value: dict | None, saturation: float, render_size: int):
+            with errors_shown_to_user():
+                photo, hint_layer = split_editor_value(editor_value)
+                colorized = colorize_photo(colorizer, photo, hint_layer, saturation=saturation, render_size=render_size)
+            return before_and_after(photo, colorized), save_png(colorized, download.GRADIO_CACHE)
+
+        def colorize(image: str, hints: str | None = None, saturation: float = 1.0, render_size: int = 512) -> str:
+            """Colorize a photo; returns the colour PNG at the photo's full resolution.
+
+            Args:
+                image: the photo (JPEG, PNG incl. 16-bit and alpha, WebP, TIFF, BMP, GIF).
+                hints: optional RGBA PNG of the photo's size, painted where colour is wanted and
+                    transparent elsewhere; only the painted colours' chroma is used.
+                saturation: chroma multiplier, 0 (gray) to 2.
+                render_size: long side in pixels at which the model runs, 128 to 1024.
+            """
+            with errors_shown_to_user():
+                colorized = colorize_photo(colorizer, image, hints, saturation=saturation, render_size=render_size)
+            return save_png(colorized, api_result.GRADIO_CACHE, stem=f"{Path(image).stem}_color")
+
+        limits = dict(concurrency_limit=WORKERS, concurrency_id="colorizer")
+        colorize_button.click(
+            colorize_in_editor,
+            inputs=[editor, saturation, render_size],
+            outputs=[slider, download],
+            api_name="colorize_editor",
+            api_visibility="undocumented",
+            **limits,
+        )
+        gr.on(  # no UI trigger: an API-only endpoint
+            [], colorize, inputs=[api_image, api_hints, saturation, render_size], outputs=api_result, api_name="colorize", **limits
+        )
+        gr.Examples(
+            examples=[[str(path), 1.0, 512] for path in sorted(EXAMPLES_DIR.glob("*.jpg"))],
+            inputs=[editor, saturation, render_size],
+            outputs=[slider, download],
+            fn=colorize_in_editor,
+            cache_examples=True,
+            cache_mode="lazy",
+            visible_columns=[0],
+            label="Examples (see examples/ATTRIBUTION.tsv for their sources and licences)",
+        )
+    demo.queue(max_size=QUEUE_SIZE)
+    return demo
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--model",
+        default=os.environ.get("COLORGAN_MODEL") or None,
+        help="model folder or Hub repo id (default: $COLORGAN_MODEL, else the bundled starter model)",
+    )
+    parser.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best available)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        colorizer = Colorizer.from_pretrained(args.model, device=args.device)
+    except (CheckpointError, OSError, ValueError, RuntimeError) as error:
+        reason = " ".join(str(error).split())  # one line, whatever the library wrote
+        sys.exit(f"error: cannot load the colorgan model: {reason}")
+    build_demo(colorizer).launch(**LAUNCH_OPTIONS)
+
+
+if __name__ == "__main__":
+    main()

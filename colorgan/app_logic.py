@@ -1,0 +1,166 @@
+"""What the web app does, kept free of Gradio so it can be unit-tested: input limits, turning
+the image editor's value into a photo plus a painted hint layer, and one colorize call.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from .imaging import ImageError, open_image
+from .pipeline import Colorizer
+
+# 25 MP covers a 6000x4000 (24 MP) scan; the colour maths runs in ~1 MP slices, so one such
+# request adds about 0.7 GB at its peak, which two concurrent workers on a small Space can afford.
+APP_MAX_PIXELS = 25_000_000
+RENDER_SIZE_RANGE = (128, 1024)  # the generator's long side: beyond 1024 a 2-vCPU Space is too slow
+SATURATION_RANGE = (0.0, 2.0)
+PREVIEW_MAX_SIDE = 2048  # the before/after slider shows at most this; the download is full size
+
+ImageSource = str | os.PathLike | Image.Image
+
+
+def load_photo(source: ImageSource, *, max_pixels: int = APP_MAX_PIXELS, what: str = "image") -> Image.Image:
+    """Open an uploaded image (a path or a PIL image) within the app's limits.
+
+    Errors name the file by its base name, never by the server's upload path.
+
+    Args:
+        source: the uploaded file's path, or an image already decoded (by the image editor).
+        max_pixels: refuse images with more pixels than this.
+        what: how the messages call the input ("image", "hint layer").
+
+    Raises:
+        ImageError: empty, missing, corrupt, non-image or oversized input, in one line.
+    """
+    if isinstance(source, Image.Image):
+        return open_image(source, max_pixels=max_pixels)
+    path = Path(source)
+    try:
+        if path.is_file() and path.stat().st_size == 0:
+            raise ImageError(f"{path}: empty file, no image data")
+        return open_image(path, max_pixels=max_pixels)
+    except ImageError as error:
+        message = str(error).replace(str(path), path.name)
+        raise ImageError(f"{what} {message}" if what != "image" else message) from None
+
+
+def _is_opaque(image: Image.Image) -> bool:
+    return image.getchannel("A").getextrema() == (255, 255)
+
+
+def merge_hint_layers(layers: Sequence[Image.Image | None], size: tuple[int, int]) -> Image.Image | None:
+    """Painted editor layers -> one RGBA hint layer of `size`, or None when nothing is painted.
+
+    Later layers paint over earlier ones. A layer of another size (the editor's canvas) is
+    stretched onto the photo, since the canvas always spans the whole photo.
+
+    Args:
+        layers: RGBA layers, transparent where unpainted.
+        size: (width, height) of the photo.
+    """
+    merged = Image.new("RGBA", size, (0, 0, 0, 0))
+    for layer in layers:
+        if layer is None:
+            continue
+        layer = layer.convert("RGBA")
+        if layer.size != size:
+            layer = layer.resize(size, Image.Resampling.NEAREST)
+        merged = Image.alpha_composite(merged, layer)
+    return merged if merged.getchannel("A").getextrema()[1] > 0 else None
+
+
+def split_editor_value(
+    value: Mapping | None, *, max_pixels: int = APP_MAX_PIXELS
+) -> tuple[Image.Image, Image.Image | None]:
+    """The image editor's value -> (photo, painted hint layer or None).
+
+    Args:
+        value: `gr.ImageEditor(type="pil")`'s value, a dict with `background` (the photo),
+            `layers` (the painted strokes, RGBA) and `composite` (photo + strokes).
+        max_pixels: refuse photos with more pixels than this.
+
+    Raises:
+        ImageError: no photo was given, or it breaks the limits.
+    """
+    background = value.get("background") if value else None
+    if background is None:
+        raise ImageError("no photo yet: upload, paste or take one first")
+    photo = load_photo(background, max_pixels=max_pixels)
+    if photo.mode == "RGBA" and _is_opaque(photo):  # the editor adds alpha to every photo; keep it only if used
+        photo = photo.convert("RGB")
+    return photo, merge_hint_layers(value.get("layers") or [], photo.size)
+
+
+def colorize_photo(
+    colorizer: Colorizer,
+    image: ImageSource,
+    hints: ImageSource | None = None,
+    *,
+    saturation: float = 1.0,
+    render_size: int = 512,
+    max_pixels: int = APP_MAX_PIXELS,
+) -> Image.Image:
+    """The app's one piece of work: validate the inputs and colorize at full resolution.
+
+    Args:
+        colorizer: the loaded model.
+        image: the photo, as an uploaded file's path or a PIL image.
+        hints: optional RGBA layer of the photo's size, painted where colour is wanted and
+            transparent elsewhere (a path or a PIL image).
+        saturation: chroma multiplier, within `SATURATION_RANGE`.
+        render_size: long side at which the generator runs, within `RENDER_SIZE_RANGE`.
+        max_pixels: refuse inputs with more pixels than this.
+
+    Returns:
+        The colour image, at the photo's size (RGBA if the photo has alpha).
+
+    Raises:
+        ImageError: a bad photo or hint layer; the message is one line.
+        ValueError: saturation or render size out of range.
+    """
+    if not SATURATION_RANGE[0] <= saturation <= SATURATION_RANGE[1]:
+        raise ValueError(f"saturation must be between {SATURATION_RANGE[0]} and {SATURATION_RANGE[1]}")
+    if not RENDER_SIZE_RANGE[0] <= render_size <= RENDER_SIZE_RANGE[1]:
+        raise ValueError(f"render resolution must be between {RENDER_SIZE_RANGE[0]} and {RENDER_SIZE_RANGE[1]}")
+    photo = load_photo(image, max_pixels=max_pixels)
+    hint_layer = None
+    if hints is not None:
+        hint_layer = load_photo(hints, max_pixels=max_pixels, what="hint layer").convert("RGBA")
+        if hint_layer.size != photo.size:
+            raise ImageError(
+                f"the hint layer is {hint_layer.width}x{hint_layer.height} but the photo is"
+                f" {photo.width}x{photo.height}; paint it at the photo's size"
+            )
+    return colorizer(photo, hints=hint_layer, saturation=saturation, render_size=int(render_size))
+
+
+def preview(image: Image.Image, max_side: int = PREVIEW_MAX_SIDE) -> Image.Image:
+    """A copy no larger than `max_side` on its long side, for showing in the browser."""
+    if max(image.size) <= max_side:
+        return image
+    shown = image.copy()
+    shown.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return shown
+
+
+def before_and_after(photo: Image.Image, colorized: Image.Image) -> tuple[Image.Image, Image.Image]:
+    """The slider's pair: the photo as the model sees it (grayscale) and its colorization."""
+    return preview(ImageOps.grayscale(photo)), preview(colorized)
+
+
+def save_png(image: Image.Image, folder: str | os.PathLike, stem: str = "colorized") -> str:
+    """Write `image` as `<stem>.png` in a fresh subfolder of `folder`, so concurrent requests never clash.
+
+    Args:
+        image: the image to write, at full resolution.
+        folder: where to write (the app passes Gradio's cache folder, which Gradio cleans).
+        stem: the file name without `.png`, which is what a user downloading it sees.
+    """
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(dir=folder)) / f"{stem}.png"
+    image.save(path, format="PNG", compress_level=3)  # level 3: ~3x faster than 6, a few % larger
+    return str(path)

@@ -1,0 +1,174 @@
+"""The app in a real browser: headless Chromium (Debian's) driven by Playwright.
+
+A user uploads a photo, presses Colorize and gets the before/after slider and the PNG; then paints
+a stroke with the brush, and the stroke reaches the model as a hint layer at the photo's size.
+"""
+from __future__ import annotations
+
+import importlib.util
+import io
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageColor
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PHOTO_NAME = "python3-scipy__face.jpg"  # 512x384
+RESULT_SHOWN = """() => {
+    const images = document.querySelectorAll('#before-after img');
+    const link = document.querySelector('#download a');
+    return images.length === 2 && [...images].every(i => i.complete && i.naturalWidth > 0) && link !== null;
+}"""
+
+# the editor's canvas exists before any upload; it holds the photo once its prompt is gone and it can pan
+PHOTO_LOADED = """() => {
+    const editor = document.querySelector('#photo');
+    const pan = editor && editor.querySelector("button[aria-label='Pan']");
+    return pan !== null && !pan.disabled && !editor.innerText.includes('Upload an image');
+}"""
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"headless browser test needs Debian's chromium at {CHROMIUM}")
+
+
+class RecordingColorizer:
+    """Wraps a Colorizer and keeps the hint layer of every call, to see what the browser sent."""
+
+    def __init__(self, colorizer):
+        self.colorizer = colorizer
+        self.hint_layers = []
+
+    def __call__(self, image, *, hints=None, **settings):
+        self.hint_layers.append(hints)
+        return self.colorizer(image, hints=hints, **settings)
+
+
+@pytest.fixture(scope="module")
+def served_app(tiny_model_dir, tmp_path_factory):
+    """(url, recording colorizer, app module) of the app serving the tiny model on 127.0.0.1."""
+    from colorgan import Colorizer
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+        patch.setenv("GRADIO_EXAMPLES_CACHE", str(tmp_path_factory.mktemp("examples_cache")))  # not in the checkout
+        spec = importlib.util.spec_from_file_location("colorgan_app_for_browser", REPO / "app.py")
+        app = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(app)
+        colorizer = RecordingColorizer(Colorizer.from_pretrained(tiny_model_dir, device="cpu"))
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        demo = app.build_demo(colorizer)
+        _, url, _ = demo.launch(
+            **app.LAUNCH_OPTIONS, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True
+        )
+        yield url, colorizer, app
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def page():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser.new_page(viewport={"width": 1400, "height": 1000})
+        browser.close()
+
+
+def open_app(page, url: str) -> None:
+    """Load the page and let its scripts finish: an upload before that would be lost."""
+    page.goto(url)
+    page.wait_for_load_state("networkidle")
+    page.locator("#colorize").wait_for()
+
+
+def upload_photo(page, path: Path) -> None:
+    """Upload through the editor's file input and wait until the photo is on its canvas."""
+    page.locator("#photo input[type=file]").set_input_files(str(path))
+    page.wait_for_function(PHOTO_LOADED, timeout=60_000)
+
+
+def colorize_and_wait(page) -> str:
+    """Press Colorize on a fresh page, wait for the slider's two images and the download link -> its href."""
+    page.locator("#colorize").click()
+    page.wait_for_function(RESULT_SHOWN, timeout=90_000)
+    return page.eval_on_selector("#download a", "link => link.href")
+
+
+def test_upload_colorize_shows_slider_and_full_size_png(served_app, page, photos_dir, tmp_path):
+    import httpx
+
+    url, colorizer, _ = served_app
+    photo_path = photos_dir / "val" / PHOTO_NAME
+    open_app(page, url)
+    upload_photo(page, photo_path)
+    download = colorize_and_wait(page)
+    screenshot = tmp_path / "colorized_in_browser.png"
+    page.screenshot(path=str(screenshot), full_page=True)
+    print(f"\nscreenshot: {screenshot}")
+
+    photo = Image.open(photo_path)
+    slider_sizes = page.eval_on_selector_all("#before-after img", "images => images.map(i => [i.naturalWidth, i.naturalHeight])")
+    assert slider_sizes == [list(photo.size)] * 2  # before and after, shown at the photo's size
+    full = Image.open(io.BytesIO(httpx.get(download, timeout=30).content))
+    assert full.format == "PNG" and full.size == photo.size
+    assert colorizer.hint_layers[-1] is None  # no strokes: automatic colorization
+    assert Image.open(screenshot).size[0] == 1400
+
+
+def test_brush_stroke_reaches_the_model_as_a_hint_layer(served_app, page, photos_dir, tmp_path):
+    url, colorizer, app = served_app
+    photo_path = photos_dir / "val" / PHOTO_NAME
+    photo = Image.open(photo_path)
+    open_app(page, url)
+    upload_photo(page, photo_path)
+
+    page.locator("#photo button[aria-label='Brush']").click()
+    canvas = page.locator("#photo canvas").first.bounding_box()
+    middle_y = canvas["y"] + canvas["height"] / 2
+    page.mouse.move(canvas["x"] + canvas["width"] * 0.3, middle_y)
+    page.mouse.down()
+    page.mouse.move(canvas["x"] + canvas["width"] * 0.7, middle_y, steps=20)
+    page.mouse.up()
+    colorize_and_wait(page)
+    page.screenshot(path=str(tmp_path / "with_hint_stroke.png"), full_page=True)
+
+    hints = colorizer.hint_layers[-1]
+    assert hints is not None, "the painted stroke did not reach the model"
+    assert hints.mode == "RGBA" and hints.size == photo.size
+    layer = np.asarray(hints)
+    painted = layer[..., 3] > 128
+    rows, columns = np.nonzero(painted)
+    assert painted.sum() > 0.02 * painted.size
+    assert abs(rows.mean() - photo.height / 2) < photo.height * 0.1  # a band across the middle
+    assert columns.min() > photo.width * 0.1 and columns.max() < photo.width * 0.9
+    brush_colour = np.array(ImageColor.getrgb(app.HINT_COLORS[0]))  # the brush's default colour
+    assert np.abs(layer[painted][:, :3].mean(axis=0) - brush_colour).max() < 8
+
+
+def test_example_click_colorizes_it_and_caches_the_result(served_app, page):
+    url, colorizer, app = served_app
+    open_app(page, url)
+    calls_before = len(colorizer.hint_layers)
+    page.locator("#examples img").first.click()
+    page.wait_for_function(RESULT_SHOWN, timeout=90_000)  # lazily cached: run on first use
+    example = sorted(app.EXAMPLES_DIR.glob("*.jpg"))[0]
+    slider_sizes = page.eval_on_selector_all("#before-after img", "images => images.map(i => [i.naturalWidth, i.naturalHeight])")
+    assert slider_sizes == [list(Image.open(example).size)] * 2
+    assert len(colorizer.hint_layers) == calls_before + 1
+
+    open_app(page, url)  # a second visitor clicking it gets the cached result without a new run
+    page.locator("#examples img").first.click()
+    page.wait_for_function(RESULT_SHOWN, timeout=90_000)
+    assert len(colorizer.hint_layers) == calls_before + 1
