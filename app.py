@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import gradio as gr
+import torch
 
 from colorgan import CheckpointError, Colorizer
 from colorgan.app_logic import (
@@ -30,7 +31,7 @@ EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 MAX_FILE_SIZE = "50mb"  # a 24 MP JPEG or 8-bit PNG fits; larger uploads are refused before any work
 WORKERS = 2  # one colorization per vCPU of a basic Space; the rest wait in the queue
 QUEUE_SIZE = 64  # waiting requests beyond this are turned away ("queue full") instead of piling up
-LAUNCH_OPTIONS = dict(max_file_size=MAX_FILE_SIZE, theme=gr.themes.Soft())
+LAUNCH_OPTIONS = {"max_file_size": MAX_FILE_SIZE, "theme": gr.themes.Soft()}
 HINT_COLORS = ["#5b8fd1", "#4f8a3c", "#e2b08f", "#c8312f", "#e8c547", "#7a5233", "#2f6f8f", "#7d4fa0"]
 
 INTRO = """# colorgan: colorize black-and-white photos
@@ -83,7 +84,11 @@ def build_demo(colorizer: Colorizer) -> gr.Blocks:
                 colorize_button = gr.Button("Colorize", variant="primary", elem_id="colorize")
             with gr.Column():
                 slider = gr.ImageSlider(
-                    label="Before / after", type="pil", buttons=["fullscreen"], interactive=False, elem_id="before-after"
+                    label="Before / after",
+                    type="pil",
+                    buttons=["fullscreen"],  # no download here: the PNG below is the full-size one
+                    interactive=False,
+                    elem_id="before-after",
                 )
                 download = gr.File(label="Full-resolution colour PNG", interactive=False, elem_id="download")
         # the API's own inputs and output: files, so any format and bit depth arrives untouched
@@ -111,7 +116,7 @@ def build_demo(colorizer: Colorizer) -> gr.Blocks:
                 colorized = colorize_photo(colorizer, image, hints, saturation=saturation, render_size=render_size)
             return save_png(colorized, api_result.GRADIO_CACHE, stem=f"{Path(image).stem}_color")
 
-        limits = dict(concurrency_limit=WORKERS, concurrency_id="colorizer")
+        limits = {"concurrency_limit": WORKERS, "concurrency_id": "colorizer"}
         colorize_button.click(
             colorize_in_editor,
             inputs=[editor, saturation, render_size],
@@ -121,7 +126,12 @@ def build_demo(colorizer: Colorizer) -> gr.Blocks:
             **limits,
         )
         gr.on(  # no UI trigger: an API-only endpoint
-            [], colorize, inputs=[api_image, api_hints, saturation, render_size], outputs=api_result, api_name="colorize", **limits
+            [],
+            colorize,
+            inputs=[api_image, api_hints, saturation, render_size],
+            outputs=api_result,
+            api_name="colorize",
+            **limits,
         )
         gr.Examples(
             examples=[[str(path), 1.0, 512] for path in sorted(EXAMPLES_DIR.glob("*.jpg"))],
@@ -132,6 +142,7 @@ def build_demo(colorizer: Colorizer) -> gr.Blocks:
             cache_mode="lazy",
             visible_columns=[0],
             label="Examples (see examples/ATTRIBUTION.tsv for their sources and licences)",
+            elem_id="examples",
         )
     demo.queue(max_size=QUEUE_SIZE)
     return demo
@@ -155,6 +166,8 @@ def main(argv: list[str] | None = None) -> None:
     except (CheckpointError, OSError, ValueError, RuntimeError) as error:
         reason = " ".join(str(error).split())  # one line, whatever the library wrote
         sys.exit(f"error: cannot load the colorgan model: {reason}")
+    # WORKERS requests run at once; more torch threads than cores makes them spin-wait on each other
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // WORKERS))
     build_demo(colorizer).launch(**LAUNCH_OPTIONS)
 
 

@@ -9,13 +9,14 @@ that of a process doing only this work (torch, the model and one photo), not of 
 Optionally, for reference, times the pix2pix unet_256 generator of the original recipe at 512x512.
 
 Each line also gives the median process CPU time. On a machine shared with other work, wall
-times with several threads balloon (each parallel op waits for a descheduled thread); there,
-`--threads 1` and its CPU time estimate what one idle core would do.
+times with several threads balloon (OpenMP threads spin-wait for a descheduled sibling: 10x
+slower measured on 2 shared cores); there, run with `--threads 1` or OMP_WAIT_POLICY=PASSIVE.
 
 Without --model it uses the bundled starter checkpoint if the install has one, else a randomly
 initialised default `UNetGenerator()`; random weights predict wilder colours than a trained model,
 so more pixels go through the gamut search and the figures are, if anything, pessimistic.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -117,8 +118,17 @@ def load_colorizer(model: str | None) -> tuple[Colorizer, str]:
 class UnetSkipBlock(nn.Module):
     """One level of pix2pix's UnetSkipConnectionBlock (BatchNorm, as in the original recipe)."""
 
-    def __init__(self, outer: int, inner: int, submodule: nn.Module | None = None, *, in_channels=None,
-                 outermost=False, innermost=False, dropout=False):
+    def __init__(
+        self,
+        outer: int,
+        inner: int,
+        submodule: nn.Module | None = None,
+        *,
+        in_channels=None,
+        outermost=False,
+        innermost=False,
+        dropout=False,
+    ):
         super().__init__()
         in_channels = outer if in_channels is None else in_channels
         down = nn.Conv2d(in_channels, inner, kernel_size=4, stride=2, padding=1, bias=False)
@@ -129,8 +139,15 @@ class UnetSkipBlock(nn.Module):
         elif innermost:
             layers = [nn.LeakyReLU(0.2, True), down, nn.ReLU(True), up, nn.BatchNorm2d(outer)]
         else:
-            layers = [nn.LeakyReLU(0.2, True), down, nn.BatchNorm2d(inner), submodule, nn.ReLU(True), up,
-                      nn.BatchNorm2d(outer)] + ([nn.Dropout(0.5)] if dropout else [])
+            layers = [
+                nn.LeakyReLU(0.2, True),
+                down,
+                nn.BatchNorm2d(inner),
+                submodule,
+                nn.ReLU(True),
+                up,
+                nn.BatchNorm2d(outer),
+            ] + ([nn.Dropout(0.5)] if dropout else [])
         self.outermost = outermost
         self.model = nn.Sequential(*layers)
 
@@ -185,10 +202,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model folder or Hub repo id (default: bundled starter, else random init)")
     parser.add_argument("--runs", type=int, default=7, help="timed runs per case, after one warm-up (default 7)")
-    parser.add_argument("--jpeg-mode", choices=["L", "RGB"], default="L",
-                        help="colour mode of the 12 MP JPEG: a grayscale scan (L, default) or an RGB file")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
-                        help=f"torch CPU threads (default {torch.get_num_threads()}, one per core)")
+    parser.add_argument(
+        "--jpeg-mode",
+        choices=["L", "RGB"],
+        default="L",
+        help="colour mode of the 12 MP JPEG: a grayscale scan (L, default) or an RGB file",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=torch.get_num_threads(),
+        help=f"torch CPU threads (default {torch.get_num_threads()}, one per core)",
+    )
     parser.add_argument("--skip-reference", action="store_true", help="do not time the pix2pix unet_256 reference")
     parser.add_argument("--child-12mp", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -201,8 +226,11 @@ def main() -> None:
 
     colorizer, model_name = load_colorizer(args.model)
     image, photo_name = photo_512()
-    print(f"colorgan inference benchmark: torch {torch.__version__}, {torch.get_num_threads()} threads,"
-          f" {os.cpu_count()} CPUs, {platform.processor() or platform.machine()}")
+    print(
+        f"colorgan inference benchmark: torch {torch.__version__}, {torch.get_num_threads()} threads,"
+        f" {os.cpu_count()} CPUs, {platform.processor() or platform.machine()},"
+        f" OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}"
+    )
     print(f"model: {model_name}")
     print(f"photo: {photo_name}; load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print()
@@ -214,11 +242,15 @@ def main() -> None:
 
     big = run_12mp_in_subprocess(args)
     median = statistics.median(big["times"]["wall"])
-    print(f"4000x3000 (12 MP) end to end, {big['jpeg_bytes'] / 1e6:.1f} MB {args.jpeg_mode} JPEG bytes -> PIL image"
-          " (fresh process)")
+    print(
+        f"4000x3000 (12 MP) end to end, {big['jpeg_bytes'] / 1e6:.1f} MB {args.jpeg_mode} JPEG bytes -> PIL image"
+        " (fresh process)"
+    )
     print(f"  {summary(big['times'])}   target <= {TARGET_12MP_MS:.0f} ms median: {verdict(median, TARGET_12MP_MS)}")
-    print(f"  peak RSS {big['peak_rss_mib']:8.0f} MiB   target <= {TARGET_RSS_MIB:.0f} MiB:"
-          f" {verdict(big['peak_rss_mib'], TARGET_RSS_MIB)}")
+    print(
+        f"  peak RSS {big['peak_rss_mib']:8.0f} MiB   target <= {TARGET_RSS_MIB:.0f} MiB:"
+        f" {verdict(big['peak_rss_mib'], TARGET_RSS_MIB)}"
+    )
 
     if not args.skip_reference:
         print()
@@ -230,8 +262,10 @@ def main() -> None:
         torch.manual_seed(0)
         pix2pix = forward_only_ms(pix2pix_unet_256(), 1, args.runs, channels_last=False)
         print(f"  pix2pix unet_256 (54 M params) {summary(pix2pix)}")
-    print(f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
-          " (2 cores shared with other work inflate every figure)")
+    print(
+        f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+        " (2 cores shared with other work inflate every figure)"
+    )
 
 
 if __name__ == "__main__":

@@ -126,6 +126,8 @@ def colorize_photo(
         raise ValueError(f"saturation must be between {SATURATION_RANGE[0]} and {SATURATION_RANGE[1]}")
     if not RENDER_SIZE_RANGE[0] <= render_size <= RENDER_SIZE_RANGE[1]:
         raise ValueError(f"render resolution must be between {RENDER_SIZE_RANGE[0]} and {RENDER_SIZE_RANGE[1]}")
+    if image is None:
+        raise ImageError("no image given")
     photo = load_photo(image, max_pixels=max_pixels)
     hint_layer = None
     if hints is not None:

@@ -80,3 +80,16 @@ def assert_one_line(message: str) -> None:
 def fake_hub() -> FakeHub:
     """The fake Hub that HF_ENDPOINT points at for the whole session (see the top of this file)."""
     return FAKE_HUB
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run torch single-threaded: on a small machine shared with other work, a second intra-op
+    thread mostly spins waiting for a core (this suite: 200 s -> 29 s, measured). Use it with
+    `pytestmark = pytest.mark.usefixtures("one_torch_thread")`."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -38,7 +38,11 @@ PHOTO_LOADED = """() => {
     return pan !== null && !pan.disabled && !editor.innerText.includes('Upload an image');
 }"""
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"headless browser test needs Debian's chromium at {CHROMIUM}")
+SLIDER_SIZES = "images => images.map(i => [i.naturalWidth, i.naturalHeight])"
+
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason=f"the headless browser test needs Debian's chromium at {CHROMIUM}"
+)
 
 
 class RecordingColorizer:
@@ -119,7 +123,7 @@ def test_upload_colorize_shows_slider_and_full_size_png(served_app, page, photos
     print(f"\nscreenshot: {screenshot}")
 
     photo = Image.open(photo_path)
-    slider_sizes = page.eval_on_selector_all("#before-after img", "images => images.map(i => [i.naturalWidth, i.naturalHeight])")
+    slider_sizes = page.eval_on_selector_all("#before-after img", SLIDER_SIZES)
     assert slider_sizes == [list(photo.size)] * 2  # before and after, shown at the photo's size
     full = Image.open(io.BytesIO(httpx.get(download, timeout=30).content))
     assert full.format == "PNG" and full.size == photo.size
@@ -163,8 +167,8 @@ def test_example_click_colorizes_it_and_caches_the_result(served_app, page):
     calls_before = len(colorizer.hint_layers)
     page.locator("#examples img").first.click()
     page.wait_for_function(RESULT_SHOWN, timeout=90_000)  # lazily cached: run on first use
-    example = sorted(app.EXAMPLES_DIR.glob("*.jpg"))[0]
-    slider_sizes = page.eval_on_selector_all("#before-after img", "images => images.map(i => [i.naturalWidth, i.naturalHeight])")
+    example = min(app.EXAMPLES_DIR.glob("*.jpg"))  # the first one shown
+    slider_sizes = page.eval_on_selector_all("#before-after img", SLIDER_SIZES)
     assert slider_sizes == [list(Image.open(example).size)] * 2
     assert len(colorizer.hint_layers) == calls_before + 1
 

@@ -1,4 +1,5 @@
 """colorgan.color: sRGB <-> CIELAB against skimage, fp32 under autocast, gradients, model space."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,6 +10,8 @@ from skimage.color import lab2rgb, rgb2lab
 
 from colorgan import color
 from conftest import val_photo_paths
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 LAB_TOLERANCE = 1e-3  # Lab units, against skimage
 
@@ -198,6 +201,14 @@ def test_rgb_to_lab_gradients_are_finite_and_positive_in_lightness():
     assert (grads[0] > 0).all()
     grad_lightness = torch.autograd.grad(color.lightness(rgb).sum(), rgb)[0]
     assert torch.isfinite(grad_lightness).all() and (grad_lightness > 0).all()
+
+
+@pytest.mark.parametrize("transfer", [color.srgb_to_linear, color.linear_to_srgb], ids=lambda f: f.__name__)
+def test_srgb_transfer_curves_have_finite_positive_gradients(transfer):
+    values = torch.cat([torch.tensor([0.0, 1e-8, 0.0031308, 0.04045, 1.0]), torch.linspace(0, 1, 101)])
+    values = values.clone().requires_grad_()
+    (grad,) = torch.autograd.grad(transfer(values).sum(), values)
+    assert torch.isfinite(grad).all() and (grad > 0).all()
 
 
 def test_lab_to_rgb_gradients_are_finite():

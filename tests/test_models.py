@@ -1,4 +1,5 @@
 """UNetGenerator and PatchDiscriminator: shapes, gradients, and strict safetensors checkpoints."""
+
 from __future__ import annotations
 
 import inspect
@@ -16,6 +17,8 @@ from torch import nn
 
 from colorgan import CheckpointError, Colorizer, PatchDiscriminator, UNetGenerator
 from conftest import TINY_GENERATOR, assert_one_line
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 ENCODERS = ["resnet18", "efficientnet_b0", "convnext_atto", "regnetx_002"]  # regnetx_002 is the default
 ODD_SIZES = [(1, 1), (37, 53), (65, 31)]
@@ -136,8 +139,10 @@ def test_generator_save_and_load_gives_identical_outputs(encoder_name, tmp_path)
     assert not loaded.training  # from_pretrained hands back an eval-mode model
     with torch.no_grad():
         assert torch.equal(loaded(x), generator(x))
-    for (name, value), (_, loaded_value) in zip(generator.state_dict().items(), loaded.state_dict().items()):
-        assert torch.equal(value, loaded_value), name  # BN running stats too
+    expected, actual = generator.state_dict(), loaded.state_dict()
+    assert list(actual) == list(expected)
+    for name, value in expected.items():
+        assert torch.equal(actual[name], value), name  # BN running stats too
 
 
 @pytest.mark.parametrize("encoder_name", ENCODERS)
@@ -186,9 +191,7 @@ def test_discriminator_output_shapes(config):
         assert torch.isfinite(logits).all()
 
 
-@pytest.mark.parametrize(
-    "num_layers, patch", [(2, 34), (3, 70), (4, 142)], ids=["34x34", "70x70", "142x142"]
-)
+@pytest.mark.parametrize("num_layers, patch", [(2, 34), (3, 70), (4, 142)], ids=["34x34", "70x70", "142x142"])
 def test_discriminator_receptive_field_is_the_pix2pix_patch(num_layers, patch):
     torch.manual_seed(0)
     discriminator = PatchDiscriminator(base_channels=4, num_layers=num_layers).eval()

@@ -1,4 +1,5 @@
 """Colorizer: every PIL mode, full-resolution luminance, alpha, EXIF, hints, batching, errors."""
+
 from __future__ import annotations
 
 import io
@@ -11,6 +12,8 @@ from skimage.color import rgb2lab
 
 from colorgan import CheckpointError, Colorizer, ImageError
 from conftest import assert_one_line, skimage_lightness, val_photo_paths
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 MAX_LIGHTNESS_ERROR = 1.0  # L* units, max over pixels
 MEAN_LIGHTNESS_ERROR = 0.25
@@ -78,7 +81,11 @@ MODES = {
     "RGBA": (lambda p: with_alpha_ramp(p), None, "RGBA"),
     "CMYK": (lambda p: p.convert("CMYK"), None, "RGB"),
     "I;16": (lambda p: Image.fromarray(gray16(p)), lambda p: gray16_as_8bit(gray16(p)), "RGB"),
-    "png16_reopened": (lambda p: round_trip_png(Image.fromarray(gray16(p))), lambda p: gray16_as_8bit(gray16(p)), "RGB"),
+    "png16_reopened": (
+        lambda p: round_trip_png(Image.fromarray(gray16(p))),
+        lambda p: gray16_as_8bit(gray16(p)),
+        "RGB",
+    ),
 }
 
 
@@ -282,7 +289,7 @@ def test_colorize_batch_equals_single_calls(colorizer, photo):
     hints = [None, [(20, 30, (250, 200, 0))], None, layer]
     batch = colorizer.colorize_batch(images, hints=hints, saturation=1.3)
     assert len(batch) == len(images)
-    for image, image_hints, result in zip(images, hints, batch):
+    for image, image_hints, result in zip(images, hints, batch, strict=True):
         single = colorizer(image, hints=image_hints, saturation=1.3)
         assert result.size == image.size
         assert np.array_equal(np.asarray(result), np.asarray(single))
@@ -300,14 +307,19 @@ def _jpeg_bytes(photo: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+def _file_with(path, data: bytes):
+    path.write_bytes(data)
+    return path
+
+
 BAD_INPUTS = {
     "corrupt_bytes": lambda photo, tmp: b"this is not an image at all" * 10,
     "truncated_jpeg": lambda photo, tmp: _jpeg_bytes(photo)[: len(_jpeg_bytes(photo)) // 2],
     "jpeg_header_only": lambda photo, tmp: _jpeg_bytes(photo)[:20],
     "empty_bytes": lambda photo, tmp: b"",
     "missing_path": lambda photo, tmp: tmp / "no_such_photo.jpg",
-    "corrupt_file": lambda photo, tmp: (tmp / "broken.png", (tmp / "broken.png").write_bytes(b"\x89PNG\r\n garbage"))[0],
-    "empty_file": lambda photo, tmp: (tmp / "empty.jpg", (tmp / "empty.jpg").write_bytes(b""))[0],
+    "corrupt_file": lambda photo, tmp: _file_with(tmp / "broken.png", b"\x89PNG\r\n garbage"),
+    "empty_file": lambda photo, tmp: _file_with(tmp / "empty.jpg", b""),
 }
 
 
