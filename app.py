@@ -75,7 +75,7 @@ def build_demo(colorizer: Colorizer) -> gr.Blocks:
                 saturation = gr.Slider(*SATURATION_RANGE, value=1.0, step=0.05, label="Saturation")
                 render_size = gr.Slider(
                     *RENDER_SIZE_RANGE,
-                    value=512,
+                    value=colorizer.default_render_size,
                     step=64,
                     label="Render resolution",
                     info="Long side at which the model runs: higher is more detailed but slower."
@@ -102,7 +102,7 @@ def build_demo(colorizer: Colorizer) -> gr.Blocks:
                 colorized = colorize_photo(colorizer, photo, hint_layer, saturation=saturation, render_size=render_size)
             return before_and_after(photo, colorized), save_png(colorized, download.GRADIO_CACHE)
 
-        def colorize(image: str, hints: str | None = None, saturation: float = 1.0, render_size: int = 512) -> str:
+        def colorize(image: str, hints: str | None = None, saturation: float = 1.0, render_size: int | None = None) -> str:
             """Colorize a photo; returns the colour PNG at the photo's full resolution.
 
             Args:
@@ -110,7 +110,7 @@ def build_demo(colorizer: Colorizer) -> gr.Blocks:
                 hints: optional RGBA PNG of the photo's size, painted where colour is wanted and
                     transparent elsewhere; only the painted colours' chroma is used.
                 saturation: chroma multiplier, 0 (gray) to 2.
-                render_size: long side in pixels at which the model runs, 128 to 1024.
+                render_size: long side in pixels at which the model runs, 128 to 1024 (default: the model's own).
             """
             with errors_shown_to_user():
                 colorized = colorize_photo(colorizer, image, hints, saturation=saturation, render_size=render_size)
@@ -134,7 +134,7 @@ def build_demo(colorizer: Colorizer) -> gr.Blocks:
             **limits,
         )
         gr.Examples(
-            examples=[[str(path), 1.0, 512] for path in sorted(EXAMPLES_DIR.glob("*.jpg"))],
+            examples=[[str(path), 1.0, colorizer.default_render_size] for path in sorted(EXAMPLES_DIR.glob("*.jpg"))],
             inputs=[editor, saturation, render_size],
             outputs=[slider, download],
             fn=colorize_in_editor,

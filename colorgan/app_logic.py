@@ -101,7 +101,7 @@ def colorize_photo(
     hints: ImageSource | None = None,
     *,
     saturation: float = 1.0,
-    render_size: int = 512,
+    render_size: int | None = None,
     max_pixels: int = APP_MAX_PIXELS,
 ) -> Image.Image:
     """The app's one piece of work: validate the inputs and colorize at full resolution.
@@ -124,6 +124,7 @@ def colorize_photo(
     """
     if not SATURATION_RANGE[0] <= saturation <= SATURATION_RANGE[1]:
         raise ValueError(f"saturation must be between {SATURATION_RANGE[0]} and {SATURATION_RANGE[1]}")
+    render_size = colorizer.default_render_size if render_size is None else render_size
     if not RENDER_SIZE_RANGE[0] <= render_size <= RENDER_SIZE_RANGE[1]:
         raise ValueError(f"render resolution must be between {RENDER_SIZE_RANGE[0]} and {RENDER_SIZE_RANGE[1]}")
     if image is None:

@@ -84,7 +84,7 @@ def add_colorize_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", help="model folder or Hub repo id (default: the bundled starter model)")
     parser.add_argument("--saturation", type=float, default=1.0, help="chroma multiplier, 0..4 (default 1)")
     parser.add_argument(
-        "--render-size", type=int, default=512, help="long side the model runs at; output keeps full size (default 512)"
+        "--render-size", type=int, help="long side the model runs at (default: the model's own); output keeps full size"
     )
     parser.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")

@@ -275,7 +275,7 @@ def evaluate(
     *,
     hints: int = 0,
     baseline: str | None = None,
-    render_size: int = 512,
+    render_size: int | None = None,
     seed: int = 0,
     limit: int | None = None,
     label: str | None = None,
@@ -307,6 +307,8 @@ def evaluate(
         raise ValueError("evaluate needs a colorizer unless baseline='gray'")
     if hints < 0:
         raise ValueError(f"hints must be >= 0, got {hints}")
+    if render_size is None:
+        render_size = colorizer.default_render_size if colorizer is not None else 512
     if not MIN_RENDER_SIZE <= render_size <= MAX_RENDER_SIZE:
         raise ValueError(f"render_size must be between {MIN_RENDER_SIZE} and {MAX_RENDER_SIZE}, got {render_size}")
     if baseline is not None:
@@ -560,7 +562,7 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--grid", help="grid PNG (default: <out>_grid.png beside the report)")
     parser.add_argument("--summary-json", help="also write each run's settings and mean scores as JSON here")
     parser.add_argument(
-        "--render-size", type=_render_size, default=512, help="long side the model runs at (default 512)"
+        "--render-size", type=_render_size, help="long side the model runs at (default: the model's own)"
     )
     parser.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
     parser.add_argument("--limit", type=_positive_int, help="score only the first N images (sorted by name)")

@@ -69,6 +69,8 @@ class UNetGenerator(nn.Module, StrictHubMixin, **HUB_METADATA):
             2x upsampling step, so as many entries as log2 of the encoder's total stride.
         dropout: dropout probability in the deepest decoder blocks (pix2pix uses 0.5).
         dropout_blocks: how many of the deepest decoder blocks get dropout.
+        render_size: long side, in pixels, at which a whole photo looks like the training crops
+            did; `Colorizer` runs the model at this size unless told otherwise. Metadata only.
     """
 
     def __init__(
@@ -78,8 +80,10 @@ class UNetGenerator(nn.Module, StrictHubMixin, **HUB_METADATA):
         decoder_channels: Sequence[int] = (256, 128, 64, 32, 16),
         dropout: float = 0.5,
         dropout_blocks: int = 2,
+        render_size: int = 512,
     ):
         super().__init__()
+        self.render_size = render_size
         self.encoder = timm.create_model(
             encoder_name, features_only=True, pretrained=pretrained_encoder, in_chans=GENERATOR_INPUT_CHANNELS
         )

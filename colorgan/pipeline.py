@@ -112,8 +112,13 @@ class Colorizer:
             raise CheckpointError(f"{source}: config.json does not describe a colorgan generator ({error})") from None
         return cls(generator, device=device)
 
+    @property
+    def default_render_size(self) -> int:
+        """The render size the model was trained for (from its config), used when none is given."""
+        return self.generator.render_size
+
     def __call__(
-        self, image: ImageInput, *, hints: HintInput = None, saturation: float = 1.0, render_size: int = 512
+        self, image: ImageInput, *, hints: HintInput = None, saturation: float = 1.0, render_size: int | None = None
     ) -> Image.Image:
         """Colorize one image.
 
@@ -123,8 +128,8 @@ class Colorizer:
             hints: colour hints, either points `(x, y, (r, g, b))` in the image's pixel
                 coordinates or a painted RGBA layer of the image's size (transparent = no hint).
             saturation: multiplies the predicted chroma (0 gives grayscale, 1 the model's colours).
-            render_size: long side, in pixels, at which the generator runs; the output is always
-                at the input's full resolution.
+            render_size: long side, in pixels, at which the generator runs (default: the model's
+                own `default_render_size`); the output is always at the input's full resolution.
 
         Returns:
             An RGB image (RGBA when the input had alpha) of the input's size.
@@ -137,12 +142,13 @@ class Colorizer:
         *,
         hints: Sequence[HintInput] | None = None,
         saturation: float = 1.0,
-        render_size: int = 512,
+        render_size: int | None = None,
     ) -> list[Image.Image]:
         """Colorize several images; those with the same render shape share one forward pass.
 
         Args are those of `__call__`, with `hints` one entry per image (or None).
         """
+        render_size = self.default_render_size if render_size is None else render_size
         if not 0.0 <= saturation <= 4.0:
             raise ValueError(f"saturation must be between 0 and 4, got {saturation}")
         if not 16 <= render_size <= 4096:

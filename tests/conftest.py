@@ -21,6 +21,10 @@ os.environ.update(HF_ENDPOINT=FAKE_HUB.url, HF_HOME=_HF_HOME, HF_HUB_DISABLE_TEL
 for _name in ("HF_HUB_OFFLINE", "HF_TOKEN", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_TOKEN_PATH"):
     os.environ.pop(_name, None)
 # ---- end of the fake Hub block
+# One torch thread per process (this one and the subprocesses tests start): the suite runs app
+# workers, training processes and colorizations side by side on few cores, where a second OpenMP
+# thread mostly spin-waits for a busy core (measured: up to 15x slower on 2 shared cores).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 from pathlib import Path  # noqa: E402
 

@@ -153,6 +153,7 @@ def test_generator_config_round_trips_every_constructor_argument(encoder_name, t
         decoder_channels=[24, 16, 12, 8, 4],
         dropout=0.25,
         dropout_blocks=3,
+        render_size=320,
     )
     assert set(arguments) == set(inspect.signature(UNetGenerator.__init__).parameters) - {"self"}
     UNetGenerator(**arguments).save_pretrained(tmp_path / "first")
@@ -160,6 +161,7 @@ def test_generator_config_round_trips_every_constructor_argument(encoder_name, t
     loaded = UNetGenerator.from_pretrained(tmp_path / "first")
     assert [block.convs[0][0].out_channels for block in loaded.decoder] == arguments["decoder_channels"]
     assert [getattr(block.dropout, "p", 0.0) for block in loaded.decoder] == [0.25, 0.25, 0.25, 0.0, 0.0]
+    assert loaded.render_size == 320 and Colorizer(loaded).default_render_size == 320
     loaded.save_pretrained(tmp_path / "second")
     assert json.loads((tmp_path / "second" / "config.json").read_text()) == arguments
 
