@@ -388,6 +388,17 @@ def total_skips(accelerator: Accelerator, before: Counter, local: Counter) -> di
     return {reason: before[reason] + count for reason, count in zip(SKIP_REASONS, counts)}
 
 
+def describe_hardware(accelerator: Accelerator) -> str:
+    """e.g. '2 x NVIDIA H100 80GB HBM3' or 'CPU: Intel(R) Xeon(R) Processor, 2 cores, 1 torch thread'."""
+    if accelerator.device.type == "cuda":
+        return f"{accelerator.num_processes} x {torch.cuda.get_device_name()}"
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+             if line.startswith("model name")] if cpuinfo.is_file() else []
+    name = names[0] if names else platform.processor() or platform.machine()
+    return f"CPU: {name}, {os.cpu_count()} cores, {accelerator.num_processes} process(es) x {torch.get_num_threads()} torch thread(s)"
+
+
 def finish(accelerator: Accelerator, args: argparse.Namespace, ema: AveragedModel,
            discriminator: torch.nn.Module, state: dict, started: float) -> None:
     """Export the EMA generator (and D, for fine-tuning) with the run's facts; push if asked."""
@@ -405,7 +416,7 @@ def finish(accelerator: Accelerator, args: argparse.Namespace, ema: AveragedMode
             "skipped": state["skipped"],
             "wall_time_seconds": round(time.time() - started, 1),
             "num_processes": accelerator.num_processes,
-            "hardware": torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu",
+            "hardware": describe_hardware(accelerator),
             "val_metrics": state.get("val_metrics", {}),
         }
         (output_dir / "training_facts.json").write_text(json.dumps(facts, indent=2, default=str))
