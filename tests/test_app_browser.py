@@ -56,6 +56,9 @@ class RecordingColorizer:
         self.hint_layers.append(hints)
         return self.colorizer(image, hints=hints, **settings)
 
+    def __getattr__(self, name):  # everything else (default_render_size, ...) is the real Colorizer's
+        return getattr(self.colorizer, name)
+
 
 @pytest.fixture(scope="module")
 def served_app(tiny_model_dir, tmp_path_factory):
