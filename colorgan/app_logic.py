@@ -40,8 +40,6 @@ def load_photo(source: ImageSource, *, max_pixels: int = APP_MAX_PIXELS, what: s
         return open_image(source, max_pixels=max_pixels)
     path = Path(source)
     try:
-        if path.is_file() and path.stat().st_size == 0:
-            raise ImageError(f"{path}: empty file, no image data")
         return open_image(path, max_pixels=max_pixels)
     except ImageError as error:
         message = str(error).replace(str(path), path.name)

@@ -26,7 +26,7 @@ L_SCALE, L_SHIFT = 50.0, 1.0
 AB_SCALE = 110.0
 
 
-def _as_float_rgb(rgb: torch.Tensor) -> torch.Tensor:
+def as_float_rgb(rgb: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] or float [0, 1] RGB -> float32 [0, 1]."""
     if rgb.dtype == torch.uint8:
         return rgb.float() / 255.0
@@ -59,7 +59,7 @@ def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
         (B, 3, H, W) float32 Lab: L in [0, 100], a and b in about [-128, 127].
     """
     with torch.autocast(rgb.device.type, enabled=False):
-        xyz = _matmul_channels(srgb_to_linear(_as_float_rgb(rgb)), _XYZ_FROM_RGB)
+        xyz = _matmul_channels(srgb_to_linear(as_float_rgb(rgb)), _XYZ_FROM_RGB)
         xyz = xyz / _D65_WHITE.to(xyz.device, torch.float32).view(1, 3, 1, 1)
         f = torch.where(xyz > _EPSILON, xyz.clamp(min=_EPSILON) ** (1 / 3), _KAPPA * xyz + 16 / 116)
         fx, fy, fz = f.unbind(dim=1)

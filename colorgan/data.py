@@ -9,7 +9,6 @@ resumed run sees exactly the batches it would have seen.
 """
 from __future__ import annotations
 
-import zlib
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path

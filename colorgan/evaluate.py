@@ -27,11 +27,13 @@ import torch
 from PIL import Image, ImageDraw
 
 from .checkpoint import CheckpointError
-from .color import _as_float_rgb, lab_to_rgb, lightness, rgb_to_lab
+from .color import as_float_rgb, lab_to_rgb, lightness, rgb_to_lab
 from .hints import Hint
-from .imaging import IMAGE_SUFFIXES, decode, open_image
+from .imaging import IMAGE_SUFFIXES, decode, open_image, to_pil
 from .metrics import ab_auc, colorfulness, psnr, ssim
-from .pipeline import STARTER_MODEL, Colorizer, render_shape
+from .pipeline import RENDER_SIZE_LIMITS, STARTER_MODEL, Colorizer, render_shape
+
+MIN_RENDER_SIZE, MAX_RENDER_SIZE = RENDER_SIZE_LIMITS
 
 BASELINES = ("gray",)
 THUMB_HEIGHT = 256  # grid thumbnails are this tall ...
@@ -39,7 +41,6 @@ THUMB_MAX_WIDTH = 2 * THUMB_HEIGHT  # ... unless that would make them wider than
 GRID_PAD = 4
 GRID_LABEL_HEIGHT = 16
 GRID_MAX_ROWS = 8
-MIN_RENDER_SIZE, MAX_RENDER_SIZE = 16, 4096  # what `Colorizer` accepts
 
 # (key, markdown column title, format) of the per-image scores, in table order
 COLUMNS = (
@@ -215,18 +216,6 @@ def _hint_generator(seed: int, name: str) -> torch.Generator:
     return torch.Generator().manual_seed(zlib.crc32(f"{seed}:{name}".encode()))
 
 
-def _to_tensor(image: Image.Image) -> torch.Tensor:
-    # PIL RGB -> (1, 3, H, W) float in [0, 1]
-    return torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)[None].float() / 255.0
-
-
-def _to_pil(rgb: torch.Tensor) -> Image.Image:
-    # (1, 3, H, W) float in [0, 1] or uint8 -> PIL RGB
-    if rgb.dtype != torch.uint8:
-        rgb = (rgb.clamp(0, 1) * 255).round().to(torch.uint8)
-    return Image.fromarray(rgb[0].permute(1, 2, 0).cpu().numpy(), "RGB")
-
-
 def _thumbnail(image: Image.Image) -> Image.Image:
     width, height = image.size
     scale = min(THUMB_HEIGHT / height, THUMB_MAX_WIDTH / width)
@@ -242,7 +231,7 @@ def _colorize_from_gray(
     Returns:
         The photo as (1, 3, H, W) float RGB in [0, 1], the gray input (PIL 'L') and the output (PIL RGB).
     """
-    truth = _as_float_rgb(decode(open_image(path)).rgb)
+    truth = as_float_rgb(decode(open_image(path)).rgb)
     gray_image = Image.fromarray(grayscale_version(truth)[0, 0].numpy(), "L")
     if baseline == "gray":
         return truth, gray_image, gray_image.convert("RGB")
@@ -328,14 +317,14 @@ def evaluate(
             truth, gray_image, output_image = _colorize_from_gray(
                 path, colorizer, hints=hints, baseline=baseline, render_size=render_size, seed=seed
             )
-            report.rows.append(score(path.name, _to_tensor(output_image).to(device), truth.to(device)))
+            report.rows.append(score(path.name, as_float_rgb(decode(output_image).rgb).to(device), truth.to(device)))
         except (ValueError, OSError) as error:  # ImageError is a ValueError
             message = _first_line(error)
             report.skipped.append((path.name, message))
             tqdm.write(f"skipped {path.name}: {message}", file=sys.stderr)
             continue
         if len(report.examples) < grid_rows:
-            thumbnails = [_thumbnail(image.convert("RGB")) for image in (gray_image, output_image, _to_pil(truth))]
+            thumbnails = [_thumbnail(image.convert("RGB")) for image in (gray_image, output_image, to_pil((truth * 255).round().to(torch.uint8)))]
             report.examples.append(Example(path.name, *thumbnails))
     report.seconds = time.perf_counter() - started
     return report

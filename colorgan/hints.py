@@ -43,10 +43,10 @@ def points_to_hints(
     hint_ab, mask = torch.zeros(1, 2, render_h, render_w), torch.zeros(1, 1, render_h, render_w)
     if not points:
         return hint_ab, mask
-    colors = torch.tensor([list(Hint(*p).color) for p in points], dtype=torch.uint8)  # (N, 3)
+    points = [Hint(*point) for point in points]
+    colors = torch.tensor([list(point.color) for point in points], dtype=torch.uint8)  # (N, 3)
     ab = normalize_ab(rgb_to_lab(colors.T[None, :, :, None])[0, 1:, :, 0])  # (2, N)
-    for index, point in enumerate(points):
-        x, y, _ = Hint(*point)
+    for index, (x, y, _) in enumerate(points):
         if not (0 <= x < width and 0 <= y < height):
             raise ValueError(f"hint at ({x}, {y}) is outside the {width}x{height} image")
         col, row = int(x * render_w / width), int(y * render_h / height)

@@ -48,6 +48,8 @@ def open_image(
         else:
             if not Path(source).is_file():
                 raise ImageError(f"{name}: no such file")
+            if Path(source).stat().st_size == 0:
+                raise ImageError(f"{name}: empty file, no image data")
             image = Image.open(source)
         if image.width * image.height > max_pixels:
             raise ImageError(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .color import _as_float_rgb
+from .color import as_float_rgb
 
 MAX_PSNR = 100.0  # dB reported for identical images instead of inf
 
@@ -43,7 +43,7 @@ def psnr(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """
     _check_pair(prediction, target, 3)
     with torch.autocast(prediction.device.type, enabled=False):
-        error = _as_float_rgb(prediction) - _as_float_rgb(target)
+        error = as_float_rgb(prediction) - as_float_rgb(target)
         mse = error.square().mean(dim=(1, 2, 3))
         return (-10.0 * torch.log10(mse)).clamp(max=MAX_PSNR)
 
@@ -84,8 +84,8 @@ def ssim(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     if min(height, width) < SSIM_WINDOW:
         raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}x{SSIM_WINDOW}, got {width}x{height}")
     with torch.autocast(prediction.device.type, enabled=False):
-        x = _as_float_rgb(prediction).reshape(batch * channels, height, width)
-        y = _as_float_rgb(target).reshape(batch * channels, height, width)
+        x = as_float_rgb(prediction).reshape(batch * channels, height, width)
+        y = as_float_rgb(target).reshape(batch * channels, height, width)
         kernel = _gaussian_kernel(x.device)
         # one filtering pass over the five statistics: E[x], E[y], E[x^2], E[y^2], E[xy]
         stats = _gaussian_blur_valid(torch.cat([x, y, x * x, y * y, x * y]), kernel)
@@ -116,7 +116,7 @@ def colorfulness(rgb: torch.Tensor) -> torch.Tensor:
     if rgb.ndim != 4 or rgb.shape[1] != 3:
         raise ValueError(f"expected (B, 3, H, W) RGB, got {tuple(rgb.shape)}")
     with torch.autocast(rgb.device.type, enabled=False):
-        red, green, blue = (_as_float_rgb(rgb) * 255.0).flatten(2).unbind(dim=1)  # (B, H*W) each
+        red, green, blue = (as_float_rgb(rgb) * 255.0).flatten(2).unbind(dim=1)  # (B, H*W) each
         rg = red - green
         yb = 0.5 * (red + green) - blue
         spread = torch.sqrt(rg.var(dim=1, unbiased=False) + yb.var(dim=1, unbiased=False))

@@ -23,6 +23,7 @@ from .models import UNetGenerator
 STARTER_MODEL = Path(__file__).parent / "pretrained" / "starter"
 ImageInput = str | os.PathLike | bytes | Image.Image
 HintInput = Sequence[Hint | tuple] | Image.Image | None
+RENDER_SIZE_LIMITS = (16, 4096)  # long sides the generator may run at
 CHUNK_PIXELS = 1 << 20  # full-resolution colour maths runs in slices of ~1 MP to bound memory
 
 
@@ -151,8 +152,9 @@ class Colorizer:
         render_size = self.default_render_size if render_size is None else render_size
         if not 0.0 <= saturation <= 4.0:
             raise ValueError(f"saturation must be between 0 and 4, got {saturation}")
-        if not 16 <= render_size <= 4096:
-            raise ValueError(f"render_size must be between 16 and 4096, got {render_size}")
+        low, high = RENDER_SIZE_LIMITS
+        if not low <= render_size <= high:
+            raise ValueError(f"render_size must be between {low} and {high}, got {render_size}")
         hints = list(hints) if hints is not None else [None] * len(images)
         if len(hints) != len(images):
             raise ValueError(f"got {len(hints)} hint entries for {len(images)} images")

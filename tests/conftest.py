@@ -65,7 +65,7 @@ def val_photo_paths(photos_dir: Path, count: int) -> list[Path]:
     return paths
 
 
-def skimage_lightness(image) -> "np.ndarray":
+def skimage_lightness(image):
     """L* (H, W) of a PIL image's 8-bit RGB, measured by skimage (the independent reference)."""
     import numpy as np
     from skimage.color import rgb2lab
