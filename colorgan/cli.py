@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import tempfile
@@ -13,7 +14,8 @@ from PIL import Image
 from .checkpoint import CheckpointError
 from .evaluate import add_eval_parser
 from .hub import add_push_parser
-from .imaging import IMAGE_SUFFIXES, ImageError
+from .hints import Hint
+from .imaging import IMAGE_SUFFIXES, ImageError, open_image
 
 
 def expand_inputs(paths: list[str]) -> Iterator[Path]:
@@ -42,6 +44,35 @@ def output_path(source: Path, output_dir: str | None) -> Path:
     return folder / f"{source.stem}_color.png"
 
 
+def parse_hint_point(text: str) -> Hint:
+    """`X,Y,#RRGGBB` (pixel coordinates of the input image) -> a `Hint`."""
+    try:
+        x, y, color = text.split(",")
+        x, y = float(x), float(y)
+        color = color.strip().removeprefix("#")
+        if len(color) != 6:
+            raise ValueError
+        rgb = tuple(int(color[i : i + 2], 16) for i in (0, 2, 4))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not X,Y,#RRGGBB (e.g. 120,40,#5b8fd1)") from None
+    if not (math.isfinite(x) and math.isfinite(y)):
+        raise argparse.ArgumentTypeError(f"{text!r}: X and Y must be finite numbers")
+    return Hint(x, y, rgb)
+
+
+def load_hint_layer(path: str) -> Image.Image:
+    """A painted hint layer from a file: it needs transparency (RGBA, LA, or a palette with it).
+
+    Raises:
+        ImageError: unreadable, or without an alpha channel (it would hint every pixel).
+    """
+    layer = open_image(path)
+    has_alpha = layer.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in layer.info
+    if not has_alpha:
+        raise ImageError(f"{path}: the hint layer must be RGBA, transparent where there is no hint (got mode {layer.mode})")
+    return layer.convert("RGBA")
+
+
 def run_colorize(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -51,6 +82,16 @@ def run_colorize(args: argparse.Namespace) -> int:
     if not sources:
         print("error: no input images found", file=sys.stderr)
         return 2
+    if args.hints and args.hint:
+        print("error: give either --hints (a painted layer) or --hint points, not both", file=sys.stderr)
+        return 2
+    hints = args.hint or None
+    if args.hints:
+        try:
+            hints = load_hint_layer(args.hints)
+        except ImageError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     if args.output_dir:
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     try:
@@ -65,7 +106,13 @@ def run_colorize(args: argparse.Namespace) -> int:
         try:
             if destination in written or (destination.exists() and not args.overwrite):
                 raise FileExistsError(f"{destination} exists (use --overwrite to replace it)")
-            result = colorizer(source, saturation=args.saturation, render_size=args.render_size)
+            result = colorizer(
+                source,
+                hints=hints,
+                saturation=args.saturation,
+                render_size=args.render_size,
+                propagate=args.propagate,
+            )
             save_atomically(result, destination)
             written.add(destination)
         except (ImageError, FileExistsError, OSError, ValueError) as error:
@@ -85,6 +132,24 @@ def add_colorize_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--saturation", type=float, default=1.0, help="chroma multiplier, 0..4 (default 1)")
     parser.add_argument(
         "--render-size", type=int, help="long side the model runs at (default: the model's own); output keeps full size"
+    )
+    parser.add_argument(
+        "--hints",
+        metavar="LAYER.png",
+        help="colour hints painted on a transparent RGBA image of the input's size; each stroke colours its region",
+    )
+    parser.add_argument(
+        "--hint",
+        action="append",
+        type=parse_hint_point,
+        metavar="X,Y,#RRGGBB",
+        help="a colour hint at pixel (X, Y) of the input, e.g. 120,40,#5b8fd1; repeat for more",
+    )
+    parser.add_argument(
+        "--no-propagate",
+        dest="propagate",
+        action="store_false",
+        help="leave hints to the network alone instead of spreading each over its region",
     )
     parser.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")

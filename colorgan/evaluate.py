@@ -41,6 +41,7 @@ THUMB_MAX_WIDTH = 2 * THUMB_HEIGHT  # ... unless that would make them wider than
 GRID_PAD = 4
 GRID_LABEL_HEIGHT = 16
 GRID_MAX_ROWS = 8
+FAR_FROM_HINTS = 16  # px: pixels at least this far from every hint measure how far hints spread
 
 # (key, markdown column title, format) of the per-image scores, in table order
 COLUMNS = (
@@ -80,6 +81,10 @@ class ImageScores:
     colorfulness: float  # of the output
     colorfulness_truth: float  # of the ground-truth photo
     ab_auc: float
+    # with hints: mean ab error (Lab units) at pixels >= FAR_FROM_HINTS px from every hint, with the
+    # hints and without them (same pixels); None without hints
+    far_ab_error: float | None = None
+    far_ab_error_no_hints: float | None = None
 
     @property
     def colorfulness_difference(self) -> float:
@@ -123,6 +128,14 @@ class EvalReport:
             for key, _, _ in COLUMNS
         }
 
+    def far_ab_error_change(self) -> float | None:
+        """Relative change of the mean ab error far from hints (-0.3 = 30% closer to the truth); None without hints."""
+        pairs = [(r.far_ab_error, r.far_ab_error_no_hints) for r in self.rows if r.far_ab_error is not None]
+        if not pairs:
+            return None
+        with_hints, without = np.mean([p[0] for p in pairs]), np.mean([p[1] for p in pairs])
+        return float(with_hints / without - 1) if without > 0 else 0.0
+
     def summary_line(self) -> str:
         means = self.means()
         line = (
@@ -131,6 +144,9 @@ class EvalReport:
             f" gap {means['colorfulness_gap']:.1f}, out − GT {means['colorfulness_difference']:+.1f}),"
             f" AuC {means['ab_auc']:.4f}"
         )
+        change = self.far_ab_error_change()
+        if change is not None:
+            line += f", ab error >= {FAR_FROM_HINTS} px from hints {change:+.1%}"
         return line + (f", {len(self.skipped)} skipped" if self.skipped else "")
 
     def to_dict(self) -> dict:
@@ -149,6 +165,7 @@ class EvalReport:
             render_size=self.render_size,
             seed=self.seed,
             images=len(self.rows),
+            far_ab_error_change=self.far_ab_error_change(),
             skipped=[name for name, _ in self.skipped],
             seconds=round(self.seconds, 2),
             means=self.means(),
@@ -225,22 +242,39 @@ def _thumbnail(image: Image.Image) -> Image.Image:
 # ----------------------------------------------------------------------------- scoring
 def _colorize_from_gray(
     path: Path, colorizer: Colorizer | None, *, hints: int, baseline: str | None, render_size: int, seed: int
-) -> tuple[torch.Tensor, Image.Image, Image.Image]:
+) -> tuple[torch.Tensor, Image.Image, Image.Image, list[Hint]]:
     """Read a photo, make its grayscale version and colorize that.
 
     Returns:
-        The photo as (1, 3, H, W) float RGB in [0, 1], the gray input (PIL 'L') and the output (PIL RGB).
+        The photo as (1, 3, H, W) float RGB in [0, 1], the gray input (PIL 'L'), the output (PIL RGB)
+        and the hint points it was given.
     """
     truth = as_float_rgb(decode(open_image(path)).rgb)
     gray_image = Image.fromarray(grayscale_version(truth)[0, 0].numpy(), "L")
     if baseline == "gray":
-        return truth, gray_image, gray_image.convert("RGB")
-    points = None
+        return truth, gray_image, gray_image.convert("RGB"), []
+    points = []
     if hints:
         render_width, _ = render_shape(gray_image.width, gray_image.height, render_size)
         radius = max(1, round(gray_image.width / render_width))  # about the patch a hint covers at render size
         points = sample_hints(truth, hints, _hint_generator(seed, path.name), radius=radius)
-    return truth, gray_image, colorizer(gray_image, hints=points, render_size=render_size)
+    return truth, gray_image, colorizer(gray_image, hints=points or None, render_size=render_size), points
+
+
+def far_from_hints(height: int, width: int, points: Sequence[Hint], distance: float = FAR_FROM_HINTS) -> torch.Tensor:
+    """(H, W) bool: pixels whose centre is at least `distance` px from every hint point."""
+    rows = torch.arange(height, dtype=torch.float32)[:, None] + 0.5
+    columns = torch.arange(width, dtype=torch.float32)[None, :] + 0.5
+    far = torch.ones(height, width, dtype=torch.bool)
+    for point in points:
+        far &= (rows - point.y) ** 2 + (columns - point.x) ** 2 >= distance**2
+    return far
+
+
+def mean_ab_error(output: torch.Tensor, truth: torch.Tensor, where: torch.Tensor) -> float:
+    """Mean Euclidean ab distance (Lab units) between two (1, 3, H, W) RGB images over the (H, W) mask."""
+    error = (rgb_to_lab(output)[:, 1:] - rgb_to_lab(truth)[:, 1:]).norm(dim=1)[0]  # (H, W)
+    return error[where.to(error.device)].mean().item() if bool(where.any()) else float("nan")
 
 
 def score(name: str, output: torch.Tensor, truth: torch.Tensor) -> ImageScores:
@@ -314,10 +348,17 @@ def evaluate(
 
     for path in tqdm(paths, desc=label, unit="img", disable=not progress, file=sys.stderr):
         try:
-            truth, gray_image, output_image = _colorize_from_gray(
+            truth, gray_image, output_image, points = _colorize_from_gray(
                 path, colorizer, hints=hints, baseline=baseline, render_size=render_size, seed=seed
             )
-            report.rows.append(score(path.name, as_float_rgb(decode(output_image).rgb).to(device), truth.to(device)))
+            output, truth = as_float_rgb(decode(output_image).rgb).to(device), truth.to(device)
+            scores = score(path.name, output, truth)
+            far = far_from_hints(*truth.shape[-2:], points) if points else None
+            if far is not None and bool(far.any()):
+                plain = as_float_rgb(decode(colorizer(gray_image, render_size=render_size)).rgb).to(device)
+                scores.far_ab_error = mean_ab_error(output, truth, far)
+                scores.far_ab_error_no_hints = mean_ab_error(plain, truth, far)
+            report.rows.append(scores)
         except (ValueError, OSError) as error:  # ImageError is a ValueError
             message = _first_line(error)
             report.skipped.append((path.name, message))
@@ -382,12 +423,35 @@ def _summary_table(reports: Sequence[EvalReport]) -> list[str]:
     return lines
 
 
+def hint_curve(reports: Sequence[EvalReport]) -> list[str]:
+    """Markdown table of PSNR versus the number of hints (Zhang et al. 2017's protocol), per model."""
+    lines = [
+        _table_row(["model", "hints", "PSNR (dB)", "Δ vs 0 hints", f"ab error ≥ {FAR_FROM_HINTS} px from hints"]),
+        _table_row(["---", "---:", "---:", "---:", "---:"]),
+    ]
+    runs = [report for report in reports if report.baseline is None]
+    for report in runs:
+        zero = next((r for r in runs if r.model == report.model and r.hints == 0), None)
+        psnr_value = report.means()["psnr"]
+        delta = f"{psnr_value - zero.means()['psnr']:+.2f}" if zero is not None and report.hints else "–"
+        change = report.far_ab_error_change()
+        lines.append(
+            _table_row(
+                [Path(report.model or "model").name, str(report.hints), f"{psnr_value:.2f}", delta,
+                 f"{change:+.1%}" if change is not None else "–"]
+            )
+        )
+    return lines
+
+
 def render_markdown(reports: EvalReport | Sequence[EvalReport], grid_link: str | None = None) -> str:
     """The markdown report: header and per-image table of each run (and a summary table for several runs)."""
     reports = [reports] if isinstance(reports, EvalReport) else list(reports)
     lines = ["# colorgan evaluation", ""]
     if len(reports) > 1:
         lines += ["## Summary (means)", ""] + _summary_table(reports) + [""]
+    if len({report.hints for report in reports if report.baseline is None}) > 1:
+        lines += ["## PSNR versus hints", ""] + hint_curve(reports) + [""]
     if grid_link:
         lines += [f"![gray input, colorized and ground truth]({grid_link})", ""]
     for report in reports:
@@ -495,6 +559,8 @@ def run_eval(args: argparse.Namespace) -> int:
             return 2
         print(report.summary_line())
         reports.append(report)
+    if len(args.hints) > 1:
+        print("\nPSNR versus hints:\n" + "\n".join(hint_curve(reports)))
     grid = args.grid or Path(args.out).with_name(Path(args.out).stem + "_grid.png")
     write_report(reports, args.out, grid)
     if args.summary_json:

@@ -6,6 +6,7 @@ generator's input is (B, 4, H, W) = L, hint a, hint b, mask, as in Zhang et al. 
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -24,6 +25,49 @@ class Hint(NamedTuple):
     color: tuple[int, int, int]  # sRGB 0-255; only its chroma (ab) is used, L comes from the photo
 
 
+def _check_colour(color) -> tuple[int, int, int]:
+    # an sRGB triple of numbers in 0..255 (NaN, infinities, other lengths and ranges refused)
+    try:
+        channels = [float(channel) for channel in color]
+    except (TypeError, ValueError):
+        raise ValueError(f"hint colour {color!r} is not three numbers (r, g, b) in 0..255") from None
+    if len(channels) != 3 or not all(math.isfinite(c) and 0 <= c <= 255 for c in channels):
+        raise ValueError(f"hint colour {tuple(color)!r} is not three numbers (r, g, b) in 0..255")
+    return tuple(round(channel) for channel in channels)  # type: ignore[return-value]
+
+
+def parse_hint(point: Hint | Sequence, image_size: tuple[int, int]) -> Hint:
+    """Check one `(x, y, (r, g, b))` point against the image it is for.
+
+    Raises:
+        ValueError: not three fields, coordinates not finite or outside the image, or a colour
+            that is not three numbers in 0..255; the message is one line.
+    """
+    width, height = image_size
+    try:
+        x, y, color = point
+        x, y = float(x), float(y)
+    except (TypeError, ValueError):
+        raise ValueError(f"hint {point!r} is not (x, y, (r, g, b))") from None
+    if not (math.isfinite(x) and math.isfinite(y) and 0 <= x < width and 0 <= y < height):
+        raise ValueError(f"hint at ({x:g}, {y:g}) is outside the {width}x{height} image")
+    return Hint(x, y, _check_colour(color))
+
+
+def check_hint_layer(layer: Image.Image, image_size: tuple[int, int]) -> None:
+    """A painted hint layer must be RGBA (transparent where there is no hint) and of the image's size.
+
+    Raises:
+        ValueError: another mode or size; the message is one line.
+    """
+    if not isinstance(layer, Image.Image) or layer.mode != "RGBA":
+        what = f"mode {layer.mode}" if isinstance(layer, Image.Image) else type(layer).__name__
+        raise ValueError(f"the hint layer must be an RGBA image, transparent where there is no hint (got {what})")
+    if layer.size != tuple(image_size):
+        width, height = image_size
+        raise ValueError(f"hint layer is {layer.width}x{layer.height}, the image {width}x{height}")
+
+
 def generator_input(l_norm: torch.Tensor, hint_ab: torch.Tensor | None = None, hint_mask: torch.Tensor | None = None):
     """(B, 1, H, W) L [+ (B, 2, H, W) hint ab, (B, 1, H, W) mask] -> (B, 4, H, W)."""
     if hint_ab is None:
@@ -37,18 +81,16 @@ def points_to_hints(
     """Hint points in image coordinates -> (1, 2, h, w) hint ab and (1, 1, h, w) mask at render size.
 
     Each point becomes a (2*radius+1)^2 patch, like the small patches seen in training.
-    Points outside the image raise ValueError.
+    Every point is checked (`parse_hint`) before any is used.
     """
     (width, height), (render_w, render_h) = image_size, render_size
     hint_ab, mask = torch.zeros(1, 2, render_h, render_w), torch.zeros(1, 1, render_h, render_w)
     if not points:
         return hint_ab, mask
-    points = [Hint(*point) for point in points]
+    points = [parse_hint(point, image_size) for point in points]
     colors = torch.tensor([list(point.color) for point in points], dtype=torch.uint8)  # (N, 3)
     ab = normalize_ab(rgb_to_lab(colors.T[None, :, :, None])[0, 1:, :, 0])  # (2, N)
     for index, (x, y, _) in enumerate(points):
-        if not (0 <= x < width and 0 <= y < height):
-            raise ValueError(f"hint at ({x}, {y}) is outside the {width}x{height} image")
         col, row = int(x * render_w / width), int(y * render_h / height)
         rows = slice(max(row - radius, 0), row + radius + 1)
         cols = slice(max(col - radius, 0), col + radius + 1)
@@ -63,7 +105,7 @@ def layer_to_hints(layer: Image.Image, render_size: tuple[int, int]) -> tuple[to
     The layer is box-filtered with premultiplied alpha, so thin strokes survive downscaling
     and their colour is not darkened by the transparent pixels around them.
     """
-    small = layer.convert("RGBA").convert("RGBa").resize(render_size, Image.Resampling.BOX).convert("RGBA")
+    small = layer.convert("RGBa").resize(render_size, Image.Resampling.BOX).convert("RGBA")
     pixels = torch.from_numpy(np.asarray(small).copy()).permute(2, 0, 1)[None]  # (1, 4, h, w)
     mask = (pixels[:, 3:] >= 64).float()  # at least a quarter of the render pixel painted
     hint_ab = normalize_ab(rgb_to_lab(pixels[:, :3])[:, 1:]) * mask

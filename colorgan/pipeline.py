@@ -15,10 +15,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .checkpoint import CheckpointError, hub_errors_as_checkpoint_errors
-from .color import denormalize_ab, lab_to_rgb_keeping_lightness, lightness, normalize_l
-from .hints import Hint, generator_input, layer_to_hints, points_to_hints
+from .color import denormalize_ab, denormalize_l, lab_to_rgb_keeping_lightness, lightness, normalize_l
+from .hints import Hint, check_hint_layer, generator_input, layer_to_hints, points_to_hints
 from .imaging import DecodedImage, decode, open_image, to_pil
 from .models import UNetGenerator
+from .propagation import propagate_hints
 
 STARTER_MODEL = Path(__file__).parent / "pretrained" / "starter"
 ImageInput = str | os.PathLike | bytes | Image.Image
@@ -119,7 +120,13 @@ class Colorizer:
         return self.generator.render_size
 
     def __call__(
-        self, image: ImageInput, *, hints: HintInput = None, saturation: float = 1.0, render_size: int | None = None
+        self,
+        image: ImageInput,
+        *,
+        hints: HintInput = None,
+        saturation: float = 1.0,
+        render_size: int | None = None,
+        propagate: bool = True,
     ) -> Image.Image:
         """Colorize one image.
 
@@ -131,11 +138,15 @@ class Colorizer:
             saturation: multiplies the predicted chroma (0 gives grayscale, 1 the model's colours).
             render_size: long side, in pixels, at which the generator runs (default: the model's
                 own `default_render_size`); the output is always at the input's full resolution.
+            propagate: spread each hint's colour over the region it sits in, bounded by the photo's
+                edges (`colorgan.propagation`); False leaves hints to the network alone.
 
         Returns:
             An RGB image (RGBA when the input had alpha) of the input's size.
         """
-        return self.colorize_batch([image], hints=[hints], saturation=saturation, render_size=render_size)[0]
+        return self.colorize_batch(
+            [image], hints=[hints], saturation=saturation, render_size=render_size, propagate=propagate
+        )[0]
 
     def colorize_batch(
         self,
@@ -144,6 +155,7 @@ class Colorizer:
         hints: Sequence[HintInput] | None = None,
         saturation: float = 1.0,
         render_size: int | None = None,
+        propagate: bool = True,
     ) -> list[Image.Image]:
         """Colorize several images; those with the same render shape share one forward pass.
 
@@ -165,9 +177,11 @@ class Colorizer:
                 self._generator_input(item, l_full, item_hints, render_size)
                 for item, l_full, item_hints in zip(decoded, lightness_maps, hints)
             ]
-            ab_small = self._predict(inputs)
+            ab_small = [ab * saturation for ab in self._predict(inputs)]
+            if propagate:  # after saturation, so hinted pixels keep their hint's colour at any saturation
+                ab_small = [self._propagate(ab, tensor) for ab, tensor in zip(ab_small, inputs)]
             return [
-                to_pil(self._recombine(l_full, ab * saturation), item.alpha)
+                to_pil(self._recombine(l_full, ab), item.alpha)
                 for item, l_full, ab in zip(decoded, lightness_maps, ab_small)
             ]
 
@@ -191,8 +205,7 @@ class Colorizer:
         if hints is None or (not isinstance(hints, Image.Image) and len(hints) == 0):
             return generator_input(normalize_l(l_small))
         if isinstance(hints, Image.Image):
-            if hints.size != (width, height):
-                raise ValueError(f"hint layer is {hints.size[0]}x{hints.size[1]}, the image {width}x{height}")
+            check_hint_layer(hints, (width, height))
             hint_ab, mask = layer_to_hints(hints, small)
         else:
             hint_ab, mask = points_to_hints(hints, (width, height), small)
@@ -213,6 +226,14 @@ class Colorizer:
             for position, index in enumerate(indices):
                 outputs[index] = denormalize_ab(ab_norm[position : position + 1].float())
         return outputs  # type: ignore[return-value]
+
+    @staticmethod
+    def _propagate(ab: torch.Tensor, generator_input: torch.Tensor) -> torch.Tensor:
+        # (1, 2, h, w) ab + the (1, 4, h, w) input it came from (L, hint ab, mask) -> ab with hints spread
+        if not bool(generator_input[:, 3].any()):
+            return ab
+        l_small, hint_ab, mask = generator_input.float().split([1, 2, 1], dim=1)
+        return propagate_hints(ab, denormalize_l(l_small), denormalize_ab(hint_ab), mask)
 
     def _recombine(self, l_full: torch.Tensor, ab_small: torch.Tensor) -> torch.Tensor:
         # full-res L (1, 1, H, W) + low-res ab (1, 2, h, w) -> (1, 3, H, W) uint8 on cpu
