@@ -37,8 +37,10 @@ HINT_COLORS = ["#5b8fd1", "#4f8a3c", "#e2b08f", "#c8312f", "#e8c547", "#7a5233",
 INTRO = """# colorgan: colorize black-and-white photos
 Upload, paste or take a photo (colour photos work too: only their lightness is used) and press
 **Colorize**. To steer the colours, pick a colour and paint a few strokes on the photo with the brush
-(sky, a shirt, a car...): only the hue and saturation of your strokes count, the photo keeps its own
-light and shade. Without strokes the model chooses all colours itself."""
+(sky, a shirt, a car...), or click to place a dot: each stroke colours the whole region it sits in, up
+to the photo's edges. Only the hue and saturation of your strokes count, the photo keeps its own light
+and shade. Without strokes the model chooses all colours itself."""
+COMPARE_CHOICES = [("black-and-white → colour", "photo"), ("without your hints → with them", "hints")]
 
 
 @contextmanager
@@ -81,6 +83,13 @@ def build_demo(colorizer: Colorizer) -> gr.Blocks:
                     info="Long side at which the model runs: higher is more detailed but slower."
                     " The result always has the photo's full resolution.",
                 )
+                compare = gr.Radio(
+                    COMPARE_CHOICES,
+                    value="photo",
+                    label="Before / after compares",
+                    info="Pick 'without your hints' to see what your strokes changed.",
+                    elem_id="compare",
+                )
                 colorize_button = gr.Button("Colorize", variant="primary", elem_id="colorize")
             with gr.Column():
                 slider = gr.ImageSlider(
@@ -96,11 +105,14 @@ def build_demo(colorizer: Colorizer) -> gr.Blocks:
         api_hints = gr.File(label="hints", visible=False)
         api_result = gr.File(label="colour PNG", visible=False)
 
-        def colorize_in_editor(editor_value: dict | None, saturation: float, render_size: int):
+        def colorize_in_editor(editor_value: dict | None, saturation: float, render_size: int, compare: str = "photo"):
             with errors_shown_to_user():
                 photo, hint_layer = split_editor_value(editor_value)
                 colorized = colorize_photo(colorizer, photo, hint_layer, saturation=saturation, render_size=render_size)
-            return before_and_after(photo, colorized), save_png(colorized, download.GRADIO_CACHE)
+                before = None
+                if compare == "hints" and hint_layer is not None:
+                    before = colorize_photo(colorizer, photo, None, saturation=saturation, render_size=render_size)
+            return before_and_after(photo, colorized, before), save_png(colorized, download.GRADIO_CACHE)
 
         def colorize(image: str, hints: str | None = None, saturation: float = 1.0, render_size: int | None = None) -> str:
             """Colorize a photo; returns the colour PNG at the photo's full resolution.
@@ -119,7 +131,7 @@ def build_demo(colorizer: Colorizer) -> gr.Blocks:
         limits = {"concurrency_limit": WORKERS, "concurrency_id": "colorizer"}
         colorize_button.click(
             colorize_in_editor,
-            inputs=[editor, saturation, render_size],
+            inputs=[editor, saturation, render_size, compare],
             outputs=[slider, download],
             api_name="colorize_editor",
             api_visibility="undocumented",

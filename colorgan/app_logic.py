@@ -10,6 +10,7 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from .hints import with_alpha
 from .imaging import ImageError, open_image
 from .pipeline import Colorizer
 
@@ -130,7 +131,7 @@ def colorize_photo(
     photo = load_photo(image, max_pixels=max_pixels)
     hint_layer = None
     if hints is not None:
-        hint_layer = load_photo(hints, max_pixels=max_pixels, what="hint layer").convert("RGBA")
+        hint_layer = with_alpha(load_photo(hints, max_pixels=max_pixels, what="hint layer"))
         if hint_layer.size != photo.size:
             raise ImageError(
                 f"the hint layer is {hint_layer.width}x{hint_layer.height} but the photo is"
@@ -148,9 +149,18 @@ def preview(image: Image.Image, max_side: int = PREVIEW_MAX_SIDE) -> Image.Image
     return shown
 
 
-def before_and_after(photo: Image.Image, colorized: Image.Image) -> tuple[Image.Image, Image.Image]:
-    """The slider's pair: the photo as the model sees it (grayscale) and its colorization."""
-    return preview(ImageOps.grayscale(photo)), preview(colorized)
+def before_and_after(
+    photo: Image.Image, colorized: Image.Image, before: Image.Image | None = None
+) -> tuple[Image.Image, Image.Image]:
+    """The slider's pair: by default the photo as the model sees it (grayscale) and its colorization.
+
+    Args:
+        photo: the uploaded photo.
+        colorized: the result.
+        before: what to show on the "before" side instead of the grayscale photo (e.g. the
+            colorization without hints, to show what the hints changed).
+    """
+    return preview(before if before is not None else ImageOps.grayscale(photo)), preview(colorized)
 
 
 def save_png(image: Image.Image, folder: str | os.PathLike, stem: str = "colorized") -> str:

@@ -14,7 +14,7 @@ from PIL import Image
 from .checkpoint import CheckpointError
 from .evaluate import add_eval_parser
 from .hub import add_push_parser
-from .hints import Hint
+from .hints import Hint, with_alpha
 from .imaging import IMAGE_SUFFIXES, ImageError, open_image
 
 
@@ -60,19 +60,6 @@ def parse_hint_point(text: str) -> Hint:
     return Hint(x, y, rgb)
 
 
-def load_hint_layer(path: str) -> Image.Image:
-    """A painted hint layer from a file: it needs transparency (RGBA, LA, or a palette with it).
-
-    Raises:
-        ImageError: unreadable, or without an alpha channel (it would hint every pixel).
-    """
-    layer = open_image(path)
-    has_alpha = layer.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in layer.info
-    if not has_alpha:
-        raise ImageError(f"{path}: the hint layer must be RGBA, transparent where there is no hint (got mode {layer.mode})")
-    return layer.convert("RGBA")
-
-
 def run_colorize(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -88,9 +75,10 @@ def run_colorize(args: argparse.Namespace) -> int:
     hints = args.hint or None
     if args.hints:
         try:
-            hints = load_hint_layer(args.hints)
-        except ImageError as error:
-            print(f"error: {error}", file=sys.stderr)
+            hints = with_alpha(open_image(args.hints))
+        except ValueError as error:  # ImageError is one too
+            message = str(error) if args.hints in str(error) else f"{args.hints}: {error}"
+            print(f"error: {message}", file=sys.stderr)
             return 2
     if args.output_dir:
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)

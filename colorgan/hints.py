@@ -68,6 +68,18 @@ def check_hint_layer(layer: Image.Image, image_size: tuple[int, int]) -> None:
         raise ValueError(f"hint layer is {layer.width}x{layer.height}, the image {width}x{height}")
 
 
+def with_alpha(layer: Image.Image) -> Image.Image:
+    """A hint layer read from a file, as RGBA: it must carry transparency (RGBA, LA, or a palette
+    with a transparent colour), since a layer without any would hint every pixel.
+
+    Raises:
+        ValueError: the layer has no alpha channel or transparency; the message is one line.
+    """
+    if layer.mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in layer.info:
+        return layer.convert("RGBA")
+    raise ValueError(f"the hint layer must be RGBA, transparent where there is no hint (got mode {layer.mode})")
+
+
 def generator_input(l_norm: torch.Tensor, hint_ab: torch.Tensor | None = None, hint_mask: torch.Tensor | None = None):
     """(B, 1, H, W) L [+ (B, 2, H, W) hint ab, (B, 1, H, W) mask] -> (B, 4, H, W)."""
     if hint_ab is None:

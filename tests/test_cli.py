@@ -108,3 +108,73 @@ def test_missing_model_folder_exits_2_with_one_line(first_run, tmp_path, capsys)
     assert_one_line(stderr)
     assert stderr.startswith("error:") and str(missing) in stderr
     assert not out_dir.exists() or not any(out_dir.iterdir())
+
+
+# ----------------------------------------------------------------------------- hints
+def two_region_file(folder: Path) -> Path:
+    """A 240x160 gray photo: light left half, dark right half."""
+    image = Image.new("L", (240, 160), 170)
+    image.paste(80, (120, 0, 240, 160))
+    path = folder / "regions.png"
+    image.save(path)
+    return path
+
+
+def left_right_blue(path: Path) -> tuple[float, float]:
+    """Mean b* (negative = blue) of the left and right halves, away from the edge."""
+    import torch
+
+    from colorgan.color import rgb_to_lab
+
+    rgb = torch.from_numpy(__import__("numpy").asarray(Image.open(path).convert("RGB")).copy()).permute(2, 0, 1)[None]
+    b = rgb_to_lab(rgb)[0, 2]
+    return b[:, :100].mean().item(), b[:, 140:].mean().item()
+
+
+@pytest.mark.parametrize("kind", ["points", "layer"])
+def test_hints_from_the_command_line_colour_their_region(tiny_model_dir, tmp_path, kind):
+    source = two_region_file(tmp_path)
+    plain_dir, hinted_dir = tmp_path / "plain", tmp_path / "hinted"
+    assert main(["colorize", str(source), "-o", str(plain_dir), "--model", str(tiny_model_dir)]) == 0
+    if kind == "points":
+        hint_args = ["--hint", "30,80,#2050ff", "--hint", "60,20,#2050ff"]
+    else:
+        layer = Image.new("RGBA", (240, 160), (0, 0, 0, 0))
+        layer.paste((32, 80, 255, 255), (40, 70, 70, 90))
+        layer.save(tmp_path / "hints.png")
+        hint_args = ["--hints", str(tmp_path / "hints.png")]
+    assert main(["colorize", str(source), "-o", str(hinted_dir), *hint_args, "--model", str(tiny_model_dir)]) == 0
+    plain_left, plain_right = left_right_blue(expected_output(source, plain_dir))
+    left, right = left_right_blue(expected_output(source, hinted_dir))
+    assert left < plain_left - 20, "the hinted (left) region turns blue"
+    assert abs(right - plain_right) < 3, "the other region does not"
+
+
+@pytest.mark.parametrize(
+    "hint_args, message",
+    [
+        (["--hint", "30,80,blue"], "X,Y,#RRGGBB"),
+        (["--hint", "30,80"], "X,Y,#RRGGBB"),
+        (["--hint", "nan,80,#2050ff"], "finite"),
+        (["--hint", "999,80,#2050ff"], "outside"),
+        (["--hints", "missing.png"], "no such file"),
+        (["--hints", "rgb.png"], "RGBA"),
+        (["--hints", "small.png"], "hint layer is 10x10"),
+        (["--hints", "small.png", "--hint", "1,1,#000000"], "not both"),
+    ],
+)
+def test_bad_hints_are_refused_and_nothing_is_written(tiny_model_dir, tmp_path, capsys, hint_args, message):
+    source = two_region_file(tmp_path)
+    Image.new("RGB", (240, 160), "red").save(tmp_path / "rgb.png")
+    Image.new("RGBA", (10, 10)).save(tmp_path / "small.png")
+    out_dir = tmp_path / "out"
+    hint_args = [str(tmp_path / arg) if arg.endswith(".png") else arg for arg in hint_args]
+    try:
+        status = main(["colorize", str(source), "-o", str(out_dir), *hint_args, "--model", str(tiny_model_dir)])
+    except SystemExit as exit:  # argparse refuses malformed --hint values itself
+        status = exit.code
+    stderr = capsys.readouterr().err
+    assert status != 0
+    assert message in stderr, stderr
+    assert_one_line([line for line in stderr.splitlines() if "error" in line][-1])
+    assert not expected_output(source, out_dir).exists()

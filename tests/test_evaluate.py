@@ -250,3 +250,30 @@ def test_cli_in_process_exit_codes(small_photos, tmp_path, capsys):
     captured = capsys.readouterr()
     assert "skipped a.png" in captured.err and "1 images, PSNR" in captured.out and "1 skipped" in captured.out
     assert out.is_file()
+
+
+def test_far_from_hints_marks_pixels_16_px_away():
+    from colorgan.evaluate import far_from_hints
+    from colorgan.hints import Hint
+
+    far = far_from_hints(40, 60, [Hint(10.5, 20.5, (0, 0, 0))])
+    assert not far[20, 10] and not far[20, 25] and far[20, 26] and far[3, 10] and not far[5, 10]
+    assert far_from_hints(40, 60, []).all()
+
+
+def test_cli_prints_the_psnr_versus_hints_curve(tiny_model_dir, small_photos, tmp_path, capsys):
+    out = tmp_path / "report.md"
+    args = ["eval", "--model", str(tiny_model_dir), "--data", str(small_photos), "--hints", "0", "1", "5"]
+    assert main(args + ["--out", str(out), "--summary-json", str(tmp_path / "s.json")]) == 0
+    printed = capsys.readouterr().out
+    curve = printed[printed.index("PSNR versus hints") :].splitlines()
+    rows = [line for line in curve if line.startswith("| ") and line.split("|")[2].strip().isdigit()]
+    assert [row.split("|")[2].strip() for row in rows] == ["0", "1", "5"]
+    zero, *hinted = rows
+    assert zero.split("|")[4].strip() == "–"
+    for row in hinted:  # ground-truth hints, spread over their regions, help even an untrained model
+        delta, far_change = float(row.split("|")[4]), float(row.split("|")[5].strip().rstrip("%"))
+        assert delta > 0 and far_change < 0, row
+    assert "## PSNR versus hints" in out.read_text()
+    runs = json.loads((tmp_path / "s.json").read_text())["runs"]
+    assert runs[0]["far_ab_error_change"] is None and runs[2]["far_ab_error_change"] < 0

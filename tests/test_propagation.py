@@ -1,0 +1,187 @@
+"""Hint propagation: the scans against plain loops, regions split by edges, the Colorizer path, bad hints."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from colorgan import Colorizer
+from colorgan.color import rgb_to_lab
+from colorgan.propagation import PropagationSettings, blend_and_reach, edge_scan, edge_weights, propagate_hints
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+HINT_AB = torch.tensor([20.0, -40.0])  # a clear blue, in Lab units
+
+
+def loop_scan(edges, values):
+    # the two recurrences of `edge_scan`, one element at a time
+    sums, best = torch.zeros_like(values), torch.zeros_like(values)
+    for n in range(values.shape[-1]):
+        carry = edges[..., n] if n else torch.zeros_like(edges[..., n])
+        sums[..., n] = carry * (sums[..., n - 1] if n else 0) + values[..., n]
+        best[..., n] = torch.maximum(carry * (best[..., n - 1] if n else 0), values[..., n])
+    return sums, best
+
+
+@pytest.mark.parametrize("length", [1, 2, 7, 64, 129])
+def test_edge_scan_matches_a_loop(length):
+    generator = torch.Generator().manual_seed(length)
+    edges = torch.rand(2, 1, 3, length, generator=generator)
+    values = torch.rand(2, 1, 3, length, generator=generator)
+    sums, best = edge_scan(edges, values, values)
+    expected_sums, expected_best = loop_scan(edges, values)
+    torch.testing.assert_close(sums, expected_sums, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(best, expected_best, rtol=1e-5, atol=1e-6)
+
+
+def test_blend_and_reach_match_brute_force_on_a_row():
+    generator = torch.Generator().manual_seed(0)
+    width = 40
+    lightness = torch.rand(1, 1, 1, width, generator=generator) * 30
+    seeds = (torch.rand(1, 1, 1, width, generator=generator) < 0.2).float() * torch.rand(1, 1, 1, width, generator=generator)
+    seeds[..., 3] = 1.0
+    values = torch.randn(1, 2, 1, width, generator=generator)
+    settings = PropagationSettings(sweeps=1, edge_smoothing=1)
+    mean, reach = blend_and_reach(values, seeds, lightness, settings)
+    along_row, _ = edge_weights(lightness, settings)
+    log_position = torch.cat([torch.zeros(1), along_row[0, 0, 0, 1:].log().cumsum(0)])
+    path_weight = torch.exp(-(log_position[:, None] - log_position[None, :]).abs()) * seeds[0, 0, 0]  # (n, k)
+    expected_mean = path_weight @ values[0, :, 0].T / path_weight.sum(1, keepdim=True)
+    torch.testing.assert_close(mean[0, :, 0].T, expected_mean, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(reach[0, 0, 0], path_weight.max(1).values, rtol=1e-5, atol=1e-6)
+
+
+def two_regions(split: str, height: int = 120, width: int = 160):
+    """L* of two flat regions (70 | 45) split down the middle, as rows or columns; (1, 1, H, W) and the masks."""
+    lightness = torch.full((1, 1, height, width), 70.0)
+    first = torch.zeros(height, width, dtype=torch.bool)
+    if split == "columns":
+        first[:, : width // 2] = True
+    else:
+        first[: height // 2] = True
+    lightness[0, 0][~first] = 45.0
+    return lightness, first
+
+
+@pytest.mark.parametrize("split", ["columns", "rows"])
+@pytest.mark.parametrize("predicted", [0.0, -15.0])
+def test_a_hint_colours_its_whole_region_and_not_the_other(split, predicted):
+    lightness, first = two_regions(split)
+    height, width = first.shape
+    ab = torch.full((1, 2, height, width), predicted)
+    hint_ab, mask = torch.zeros_like(ab), torch.zeros(1, 1, height, width)
+    row, column = (height // 4, width // 4)  # inside the first region, far from its corners
+    hint_ab[..., row - 1 : row + 2, column - 1 : column + 2] = HINT_AB[:, None, None]
+    mask[..., row - 1 : row + 2, column - 1 : column + 2] = 1.0
+
+    out = propagate_hints(ab, lightness, hint_ab, mask)
+
+    moved = (out - ab).norm(dim=1)[0] / (HINT_AB - predicted).norm()  # 1 = the hint's colour
+    # leave out the 2 pixels on each side of the edge, where the smoothed L* is already stepping
+    axis = 1 if split == "columns" else 0
+    edge = first != first.roll(1, axis)
+    edge.select(axis, 0).fill_(False)  # the roll wraps around there: not an edge
+    near_edge = torch.nn.functional.max_pool2d(edge.float()[None], 5, 1, 2)[0] > 0
+    interior_first, interior_second = first & ~near_edge, ~first & ~near_edge
+    assert moved[interior_first].min() > 0.5, "every pixel of the hinted region takes much of the hint"
+    assert moved[interior_first].mean() > 0.75
+    assert moved[interior_second].max() < 0.02, "the other region keeps the prediction"
+    torch.testing.assert_close(out[..., row, column], HINT_AB[None], rtol=0, atol=1e-4)
+
+
+def test_no_hints_change_nothing_and_images_are_independent():
+    lightness, _ = two_regions("columns", 40, 50)
+    ab = torch.randn(2, 2, 40, 50) * 20
+    hint_ab, mask = torch.zeros_like(ab), torch.zeros(2, 1, 40, 50)
+    assert torch.equal(propagate_hints(ab, lightness.expand(2, -1, -1, -1), hint_ab, mask), ab)
+    hint_ab[1, :, 10, 10], mask[1, :, 10, 10] = HINT_AB, 1.0
+    out = propagate_hints(ab, lightness.expand(2, -1, -1, -1), hint_ab, mask)
+    assert torch.equal(out[0], ab[0]), "an image without hints is untouched by its neighbour's"
+    assert not torch.equal(out[1], ab[1])
+    assert torch.isfinite(out).all()
+
+
+def test_propagation_is_deterministic_and_finite_on_noise():
+    generator = torch.Generator().manual_seed(1)
+    lightness = torch.rand(1, 1, 64, 96, generator=generator) * 100
+    ab = torch.randn(1, 2, 64, 96, generator=generator) * 30
+    mask = (torch.rand(1, 1, 64, 96, generator=generator) < 0.01).float()
+    hint_ab = torch.randn(1, 2, 64, 96, generator=generator) * 30
+    first = propagate_hints(ab, lightness, hint_ab, mask)
+    assert torch.isfinite(first).all()
+    assert torch.equal(first, propagate_hints(ab, lightness, hint_ab, mask))
+
+
+# ----------------------------------------------------------------------------- through Colorizer
+@pytest.fixture(scope="module")
+def untrained(tiny_model_dir) -> Colorizer:
+    return Colorizer.from_pretrained(tiny_model_dir, device="cpu")
+
+
+def two_region_photo(width: int = 320, height: int = 200) -> Image.Image:
+    gray = np.full((height, width), 170, np.uint8)
+    gray[:, width // 2 :] = 90
+    return Image.fromarray(gray, "L")
+
+
+def ab_of(image: Image.Image) -> torch.Tensor:
+    rgb = torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)[None]
+    return rgb_to_lab(rgb)[0, 1:]  # (2, H, W)
+
+
+@pytest.mark.parametrize("as_layer", [False, True])
+def test_colorizer_spreads_a_hint_over_its_region_with_an_untrained_model(untrained, as_layer):
+    photo = two_region_photo()
+    blue = (40, 110, 230)
+    if as_layer:
+        hints = Image.new("RGBA", photo.size, (0, 0, 0, 0))
+        hints.paste(blue + (255,), (60, 90, 90, 110))  # a short stroke
+    else:
+        hints = [(75, 100, blue)]
+    plain = ab_of(untrained(photo, render_size=160))
+    hinted = ab_of(untrained(photo, hints=hints, render_size=160))
+    without_propagation = ab_of(untrained(photo, hints=hints, render_size=160, propagate=False))
+    target = rgb_to_lab(torch.tensor(blue, dtype=torch.uint8)[None, :, None, None])[0, 1:, 0, 0]
+    left = (slice(None), slice(0, 200), slice(0, 150))  # the hinted region, 16+ px from the edge
+    right = (slice(None), slice(0, 200), slice(176, 320))
+    error_plain = (plain[left] - target[:, None, None]).norm(dim=0)
+    error_hinted = (hinted[left] - target[:, None, None]).norm(dim=0)
+    assert error_hinted.mean() < 0.35 * error_plain.mean(), "the stroke's colour fills its region"
+    assert (hinted[right] - plain[right]).norm(dim=0).max() < 3, "and stays out of the other one"
+    assert (without_propagation[left] - target[:, None, None]).norm(dim=0).mean() > error_hinted.mean()
+
+
+def test_hinted_pixels_keep_their_colour_and_the_photo_its_lightness(untrained):
+    photo = two_region_photo()
+    red = (200, 40, 40)
+    out = untrained(photo, hints=[(40, 40, red)], render_size=320)
+    target = rgb_to_lab(torch.tensor(red, dtype=torch.uint8)[None, :, None, None])[0, :, 0, 0]
+    lab = rgb_to_lab(torch.from_numpy(np.asarray(out).copy()).permute(2, 0, 1)[None])[0]
+    # the hue of the hint at the hint (its chroma may shrink to fit the gamut at the photo's own L*)
+    hue = torch.atan2(lab[2, 40, 40], lab[1, 40, 40])
+    assert abs(float(hue - torch.atan2(target[2], target[1]))) < 0.1
+    photo_lightness = rgb_to_lab(torch.from_numpy(np.asarray(photo.convert("RGB")).copy()).permute(2, 0, 1)[None])[0, 0]
+    assert (lab[0] - photo_lightness).abs().max() < 0.5
+
+
+@pytest.mark.parametrize(
+    "hints, message",
+    [
+        ([(320, 10, (1, 2, 3))], "outside"),
+        ([(-1, 10, (1, 2, 3))], "outside"),
+        ([(float("nan"), 10, (1, 2, 3))], "outside"),
+        ([(10, 10, (300, 0, 0))], "0..255"),
+        ([(10, 10, (float("nan"), 0, 0))], "0..255"),
+        ([(10, 10, (1, 2))], "0..255"),
+        ([(10, 10, "blue")], "0..255"),
+        ([(10, 10)], "is not (x, y"),
+        (Image.new("RGBA", (321, 200)), "321x200"),
+        (Image.new("RGB", (320, 200)), "RGBA"),
+        (Image.new("L", (320, 200)), "RGBA"),
+    ],
+)
+def test_bad_hints_get_one_line_errors(untrained, hints, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")) as error:
+        untrained(two_region_photo(), hints=hints)
+    assert "\n" not in str(error.value)
