@@ -102,11 +102,11 @@ class ConfigLimit:
 
     def _item_problem(self, value: Any) -> str | None:
         allowed = (int, float) if self.kind is float else self.kind
-        if isinstance(value, bool) and self.kind is not bool or not isinstance(value, allowed):
+        if (isinstance(value, bool) and self.kind is not bool) or not isinstance(value, allowed):
             return f"must be {self.kind.__name__}"
         if isinstance(value, float) and not math.isfinite(value):
             return "must be finite"
-        if self.low is not None and value < self.low or self.high is not None and value > self.high:
+        if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
             return f"must be in [{self.low}, {self.high}]"
         if self.choices is not None and value not in self.choices():
             return "is not an allowed name"
@@ -196,7 +196,7 @@ def _parse_tensor_entry(entry: Any, data_size: int) -> tuple[TensorInfo | None, 
     if not isinstance(entry, dict):
         return None, "is not described by a JSON object"
     dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
-    itemsize = FLOAT_DTYPES.get(dtype) or INTEGER_DTYPES.get(dtype) if isinstance(dtype, str) else None
+    itemsize = (FLOAT_DTYPES.get(dtype) or INTEGER_DTYPES.get(dtype)) if isinstance(dtype, str) else None
     if itemsize is None:
         return None, f"has dtype {_short_repr(dtype)}, not one colorgan loads ({', '.join(FLOAT_DTYPES)}; integers)"
     if not isinstance(shape, list) or not all(_is_count(side) for side in shape):

@@ -106,18 +106,15 @@ class Colorizer:
         looks_local = looks_local or (os.sep != "/" and os.sep in source)
         if looks_local and not os.path.isdir(source):
             raise CheckpointError(f"{source}: no such model folder")
-        try:
-            with hub_errors_as_checkpoint_errors(source):
-                generator = UNetGenerator.from_pretrained(
-                    source,
-                    revision=revision,
-                    token=token,
-                    cache_dir=cache_dir,
-                    local_files_only=local_files_only,
-                    max_parameters=max_parameters,
-                )
-        except TypeError as error:
-            raise CheckpointError(f"{source}: config.json does not describe a colorgan generator ({error})") from None
+        with hub_errors_as_checkpoint_errors(source):  # config and weights are checked before anything is built
+            generator = UNetGenerator.from_pretrained(
+                source,
+                revision=revision,
+                token=token,
+                cache_dir=cache_dir,
+                local_files_only=local_files_only,
+                max_parameters=max_parameters,
+            )
         return cls(generator, device=device)
 
     @property
