@@ -3,7 +3,8 @@
 Both models hold no optimizer, device or I/O logic. They subclass
 `huggingface_hub.PyTorchModelHubMixin` (through `StrictHubMixin`), so
 `save_pretrained` writes `model.safetensors` + `config.json` and `from_pretrained`
-rebuilds the model from that config and loads the weights strictly.
+rebuilds the model from that config and loads the weights strictly, once both have been
+checked against `CONFIG_LIMITS` and each other without allocating anything (checkpoint.py).
 """
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ CONFIG_LIMITS = {
     "render_size": ConfigLimit(int, *RENDER_SIZE_LIMITS, why="the sizes Colorizer runs at"),
     # PatchDiscriminator: widths grow to 8x base_channels; 1024 -> 8192 channels is past any PatchGAN
     "base_channels": ConfigLimit(int, 1, 1024),
-    "num_layers": ConfigLimit(int, 1, 8),  # 8 stride-2 layers already see 4094x4094 patches
+    "num_layers": ConfigLimit(int, 1, 8),  # 8 stride-2 layers already judge 2302x2302 patches
     "input_channels": ConfigLimit(int, 1, 16),  # (L, a, b) is 3
 }
 
