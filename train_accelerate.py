@@ -27,7 +27,7 @@ from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from colorgan.checkpoint import CheckpointError, hub_errors_as_checkpoint_errors
+from colorgan.checkpoint import DEFAULT_MAX_PARAMETERS, CheckpointError, hub_errors_as_checkpoint_errors
 from colorgan.color import model_space_to_rgb, rgb_to_model_space
 from colorgan.data import SKIP_REASONS, collate, load_validation_images, open_stream, random_resized_crop, training_stream
 from colorgan.hints import generator_input, sample_training_hints
@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--disc-channels", type=int, default=64, help="width of the PatchGAN's first layer")
     model.add_argument("--disc-layers", type=int, default=3, help="PatchGAN stride-2 layers (3 -> 70x70 patches)")
     model.add_argument("--init-from", help="fine-tune a published checkpoint (folder or Hub repo id)")
+    model.add_argument("--max-parameters", type=int, default=DEFAULT_MAX_PARAMETERS,
+                       help="refuse an --init-from model (G or D) with more parameters than this")
     train = parser.add_argument_group("training")
     train.add_argument("--output-dir", required=True, help="where checkpoints, samples and the final model go")
     train.add_argument("--max-steps", type=int, default=10_000, help="optimizer steps in total, both phases")
@@ -153,9 +155,9 @@ def build_models(args: argparse.Namespace) -> tuple[UNetGenerator, PatchDiscrimi
     from colorgan.hub import load_discriminator
 
     with hub_errors_as_checkpoint_errors(args.init_from):
-        generator = UNetGenerator.from_pretrained(args.init_from).train()
+        generator = UNetGenerator.from_pretrained(args.init_from, max_parameters=args.max_parameters).train()
     try:
-        discriminator = load_discriminator(args.init_from).train()
+        discriminator = load_discriminator(args.init_from, max_parameters=args.max_parameters).train()
     except CheckpointError as error:  # a generator-only checkpoint: the GAN phase starts a fresh D
         print(f"note: {error}; starting a new discriminator")
         discriminator = PatchDiscriminator(args.disc_channels, args.disc_layers)

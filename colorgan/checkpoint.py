@@ -1,16 +1,29 @@
-"""Safetensors-only weight loading shared by every colorgan model class.
+"""Safetensors-only weight loading shared by every colorgan model class, safe for untrusted checkpoints.
 
-`huggingface_hub.PyTorchModelHubMixin` loads leniently (strict=False) and falls back
-to unpickling `pytorch_model.bin`; colorgan does neither. A checkpoint whose keys or
-shapes do not match the model built from its `config.json` is refused with one line.
+`huggingface_hub.PyTorchModelHubMixin` builds the model from `config.json` first, then loads
+leniently (strict=False), falling back to unpickling `pytorch_model.bin`; colorgan does none of
+that. Whatever a folder or Hub repo holds, `StrictHubMixin.from_pretrained`:
+
+1. fetches `config.json` and `model.safetensors` (pickle weights are refused unread);
+2. checks every config value against the model class's table of limits (type and range);
+3. reads the safetensors header only (names, dtypes, shapes), bounded by `MAX_HEADER_BYTES`,
+   and checks that the tensor data it describes lies inside the file;
+4. builds the model on the `meta` device (no memory), caps its parameter count, and compares
+   its state dict with the header: keys, shapes and float-ness of dtypes;
+5. only then builds the real model and loads the weights strictly.
+
+Any refusal is a one-line `CheckpointError`, raised before anything large is allocated.
 """
 from __future__ import annotations
 
+import json
+import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Container, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from huggingface_hub import PyTorchModelHubMixin, constants, hf_hub_download
@@ -25,13 +38,223 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 WEIGHTS_NAME = constants.SAFETENSORS_SINGLE_FILE  # "model.safetensors"
+CONFIG_NAME = constants.CONFIG_NAME  # "config.json"
 PICKLE_WEIGHT_NAMES = ("pytorch_model.bin", "model.pt", "model.pth", "model.ckpt")
+
+# Caps on what an untrusted checkpoint may make colorgan read or allocate. Config values have their
+# own table, `CONFIG_LIMITS` in models.py.
+# A colorgan config.json is ~200 bytes; 1 MiB leaves room for any future field and still bounds
+# what json.load may parse.
+MAX_CONFIG_BYTES = 1 << 20
+# The safetensors header takes ~120 bytes per tensor: a few thousand tensors (the largest timm
+# encoders) need well under 1 MiB; 16 MiB bounds the JSON parse (safetensors itself allows 100 MB).
+MAX_HEADER_BYTES = 16 << 20
+# 400 M parameters (1.6 GB in fp32, twice that while loading) is ~100x the starter model and more
+# than a ConvNeXt-L encoder with a wide decoder; pass `max_parameters` to load a larger model.
+DEFAULT_MAX_PARAMETERS = 400_000_000
+# bytes per element of the dtypes a colorgan checkpoint may hold; any other dtype (bool, fp8,
+# complex...) is refused. Floats for parameters, integers for counters (BatchNorm's num_batches_tracked).
+FLOAT_DTYPES = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8}
+INTEGER_DTYPES = {"I8": 1, "U8": 1, "I16": 2, "U16": 2, "I32": 4, "U32": 4, "I64": 8, "U64": 8}
+HEADER_LENGTH_BYTES = 8  # a safetensors file starts with its header's length, u64 little-endian
+MAX_EXAMPLES = 3  # keys named per kind of mismatch in an error message
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that cannot be loaded: missing, pickle-only or not matching its model."""
+    """A checkpoint that cannot be loaded: missing, pickle-only, unsafe or not matching its model."""
 
 
+# ----------------------------------------------------------------------------- config limits
+@dataclass(frozen=True)
+class ConfigLimit:
+    """What one `config.json` value may be.
+
+    Args:
+        kind: the JSON type: bool, int, float (an int is accepted too) or str; of each item for a list.
+        low: smallest allowed number, inclusive.
+        high: largest allowed number, inclusive.
+        length: (shortest, longest) for a list value; None means the value is not a list.
+        choices: for str values, a function returning the allowed names (called only when checking).
+        why: the reason for the bounds, shown in the error message.
+    """
+
+    kind: type
+    low: float | None = None
+    high: float | None = None
+    length: tuple[int, int] | None = None
+    choices: Callable[[], Container[str]] | None = None
+    why: str = ""
+
+    def problem(self, value: Any) -> str | None:
+        """Why `value` is not allowed, or None when it is."""
+        if self.length is None:
+            return self._item_problem(value)
+        if not isinstance(value, (list, tuple)):
+            return "must be a list"
+        shortest, longest = self.length
+        if not shortest <= len(value) <= longest:
+            return f"must have {shortest} to {longest} entries, has {len(value)}"
+        for index, item in enumerate(value):
+            problem = self._item_problem(item)
+            if problem:
+                return f"entry {index} {problem}"
+        return None
+
+    def _item_problem(self, value: Any) -> str | None:
+        allowed = (int, float) if self.kind is float else self.kind
+        if (isinstance(value, bool) and self.kind is not bool) or not isinstance(value, allowed):
+            return f"must be {self.kind.__name__}"
+        if isinstance(value, float) and not math.isfinite(value):
+            return "must be finite"
+        if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
+            return f"must be in [{self.low}, {self.high}]"
+        if self.choices is not None and value not in self.choices():
+            return "is not an allowed name"
+        return None
+
+
+def _short_repr(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_config(source: str, values: Mapping[str, Any], limits: Mapping[str, ConfigLimit]) -> None:
+    """Refuse any config value outside its limit (names without one are left to the constructor).
+
+    Raises:
+        CheckpointError: a value of the wrong type or out of range, naming the first one.
+    """
+    for name, value in values.items():
+        problem = limits[name].problem(value) if name in limits else None
+        if problem:
+            why = f" ({limits[name].why})" if limits[name].why else ""
+            raise CheckpointError(f"{source}: {CONFIG_NAME} asks for {name}={_short_repr(value)}, which {problem}{why}")
+
+
+# ----------------------------------------------------------------------------- the safetensors header
+@dataclass(frozen=True)
+class TensorInfo:
+    """A tensor as a safetensors header describes it."""
+
+    dtype: str
+    shape: tuple[int, ...]
+
+
+def read_safetensors_header(path: str, max_header_bytes: int = MAX_HEADER_BYTES) -> dict[str, TensorInfo]:
+    """The tensors a safetensors file holds, read from its header only (never the tensor data).
+
+    Args:
+        path: the .safetensors file.
+        max_header_bytes: refuse headers longer than this without reading them.
+
+    Raises:
+        CheckpointError: not a safetensors file, a header over the cap, a dtype colorgan does not
+            load, or tensors whose bytes lie (partly) outside the file.
+    """
+
+    def refuse(reason: str) -> CheckpointError:
+        return CheckpointError(f"{path} is not a readable safetensors file ({reason})")
+
+    try:
+        file_size = os.path.getsize(path)
+        with open(path, "rb") as handle:
+            prefix = handle.read(HEADER_LENGTH_BYTES)
+            if len(prefix) < HEADER_LENGTH_BYTES:
+                raise refuse(f"{file_size} bytes, shorter than a header")
+            header_size = int.from_bytes(prefix, "little")
+            if header_size > file_size - HEADER_LENGTH_BYTES:
+                raise refuse(f"its header claims {header_size} bytes but the file has {file_size}: truncated?")
+            if header_size > max_header_bytes:
+                raise refuse(f"its header of {header_size} bytes is over the {max_header_bytes}-byte cap")
+            raw = handle.read(header_size)
+    except OSError as error:
+        raise refuse(f"{error.strerror or error}") from None
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise refuse(f"its header is not JSON: {error}") from None
+    if not isinstance(header, dict):
+        raise refuse("its header is not a JSON object")
+    data_size = file_size - HEADER_LENGTH_BYTES - header_size
+    tensors = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        tensor, problem = _parse_tensor_entry(entry, data_size)
+        if problem:
+            raise refuse(f"tensor {_short_repr(name)} {problem}")
+        tensors[name] = tensor
+    return tensors
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _parse_tensor_entry(entry: Any, data_size: int) -> tuple[TensorInfo | None, str | None]:
+    """(the tensor, None), or (None, what is wrong with the header entry)."""
+    if not isinstance(entry, dict):
+        return None, "is not described by a JSON object"
+    dtype, shape, offsets = entry.get("dtype"), entry.get("shape"), entry.get("data_offsets")
+    itemsize = (FLOAT_DTYPES.get(dtype) or INTEGER_DTYPES.get(dtype)) if isinstance(dtype, str) else None
+    if itemsize is None:
+        return None, f"has dtype {_short_repr(dtype)}, not one colorgan loads ({', '.join(FLOAT_DTYPES)}; integers)"
+    if not isinstance(shape, list) or not all(_is_count(side) for side in shape):
+        return None, f"has an invalid shape {_short_repr(shape)}"
+    if not isinstance(offsets, list) or len(offsets) != 2 or not all(_is_count(offset) for offset in offsets):
+        return None, f"has invalid data_offsets {_short_repr(offsets)}"
+    begin, end = offsets
+    if end > data_size:
+        return None, f"claims bytes up to {end} but the file holds only {data_size} bytes of tensor data"
+    if end - begin != math.prod(shape) * itemsize:
+        return None, f"has {max(end - begin, 0)} bytes for shape {tuple(shape)} of {dtype}"
+    return TensorInfo(dtype, tuple(shape)), None
+
+
+def _examples(keys: list[str]) -> str:
+    shown = ", ".join(keys[:MAX_EXAMPLES])
+    return f"{shown}, ..." if len(keys) > MAX_EXAMPLES else shown
+
+
+def check_weights_match(
+    expected: Mapping[str, torch.Tensor], tensors: Mapping[str, TensorInfo], weights_file: str, model_name: str
+) -> None:
+    """Refuse a checkpoint whose tensors (from its header) differ from the model's state dict.
+
+    Args:
+        expected: the model's state dict; meta tensors are fine, only shapes and dtypes are read.
+        tensors: the checkpoint's tensors, from `read_safetensors_header`.
+        weights_file: named in the message.
+        model_name: the model class, named in the message.
+
+    Raises:
+        CheckpointError: missing or unexpected keys, other shapes, or integer tensors where the
+            model has floats (and the reverse), naming the first few of each.
+    """
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    common = sorted(set(tensors) & set(expected))
+    reshaped = [key for key in common if tensors[key].shape != tuple(expected[key].shape)]
+    retyped = [key for key in common if (tensors[key].dtype in FLOAT_DTYPES) != expected[key].is_floating_point()]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing keys (e.g. {_examples(missing)})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys (e.g. {_examples(unexpected)})")
+    if reshaped:
+        shapes = [
+            f"{key}: checkpoint {tensors[key].shape} vs model {tuple(expected[key].shape)}"
+            for key in reshaped[:MAX_EXAMPLES]
+        ]
+        problems.append(f"{len(reshaped)} shape mismatches (e.g. {_examples(shapes + reshaped[MAX_EXAMPLES:])})")
+    if retyped:
+        dtypes = [f"{key}: checkpoint {tensors[key].dtype} vs model {expected[key].dtype}" for key in retyped]
+        problems.append(f"{len(retyped)} dtype mismatches, integer vs float (e.g. {_examples(dtypes)})")
+    if problems:
+        raise CheckpointError(f"checkpoint {weights_file} does not match {model_name}: " + ", ".join(problems))
+
+
+# ----------------------------------------------------------------------------- fetching the files
 def _refuse_missing_weights(model_id: str, found_pickle: bool) -> CheckpointError:
     if found_pickle:
         return CheckpointError(
@@ -72,6 +295,34 @@ def _repo_has_pickle(model_id: str, download_kwargs: dict[str, Any]) -> bool:
     return any(Path(name).name in PICKLE_WEIGHT_NAMES for name in files)
 
 
+def check_config_file(model_id: str, **download_kwargs: Any) -> None:
+    """Refuse a folder or Hub repo without a `config.json`, or one too large or not a JSON object.
+
+    Downloads it from a Hub repo (into the HF cache, where `from_pretrained` then finds it).
+    """
+    if os.path.isdir(model_id):
+        path = os.path.join(model_id, CONFIG_NAME)
+        if not os.path.isfile(path):
+            raise CheckpointError(f"{model_id} has no {CONFIG_NAME}: it is not a saved colorgan model")
+    else:
+        try:
+            path = hf_hub_download(repo_id=model_id, filename=CONFIG_NAME, **download_kwargs)
+        except LocalEntryNotFoundError:
+            raise  # not cached while offline
+        except EntryNotFoundError:
+            raise CheckpointError(f"{model_id} has no {CONFIG_NAME}: it is not a saved colorgan model") from None
+    size = os.path.getsize(path)
+    if size > MAX_CONFIG_BYTES:
+        raise CheckpointError(f"{model_id}: its {CONFIG_NAME} of {size} bytes is over the {MAX_CONFIG_BYTES}-byte cap")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            config = json.load(handle)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{model_id}: {CONFIG_NAME} is not valid JSON ({error})") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{model_id}: {CONFIG_NAME} is not a JSON object")
+
+
 @contextmanager
 def hub_errors_as_checkpoint_errors(source: str) -> Iterator[None]:
     """Turn the Hub client's download errors into one-line `CheckpointError`s naming `source`."""
@@ -90,42 +341,51 @@ def hub_errors_as_checkpoint_errors(source: str) -> Iterator[None]:
         raise CheckpointError(f"{source}: could not be fetched from the Hub ({reason})") from None
 
 
-def load_weights_strictly(model: torch.nn.Module, weights_file: str, map_location: str | torch.device = "cpu") -> None:
-    """Load a safetensors file into `model`, refusing any key or shape mismatch in one line."""
+# ----------------------------------------------------------------------------- loading
+def _read_checked_weights(weights_file: str, map_location: str | torch.device) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file whose header `check_weights_match` has accepted."""
     try:
-        state = load_file(weights_file, device=str(map_location))
+        return load_file(weights_file, device=str(map_location))
     except (SafetensorError, OSError) as error:
         raise CheckpointError(f"{weights_file} is not a readable safetensors file ({error})") from None
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    reshaped = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
-    if missing or unexpected or reshaped:
-        problems = []
-        if missing:
-            problems.append(f"{len(missing)} missing keys (e.g. {missing[0]})")
-        if unexpected:
-            problems.append(f"{len(unexpected)} unexpected keys (e.g. {unexpected[0]})")
-        if reshaped:
-            key = reshaped[0]
-            problems.append(
-                f"{len(reshaped)} shape mismatches (e.g. {key}: checkpoint {tuple(state[key].shape)}"
-                f" vs model {tuple(expected[key].shape)})"
-            )
-        raise CheckpointError(
-            f"checkpoint {weights_file} does not match {type(model).__name__}: " + ", ".join(problems)
-        )
-    model.load_state_dict(state, strict=True)
+
+
+def count_parameters(model: torch.nn.Module) -> int:
+    return sum(parameter.numel() for parameter in model.parameters())
 
 
 class StrictHubMixin(PyTorchModelHubMixin):
-    """`PyTorchModelHubMixin` that loads safetensors only, strictly, and never downloads backbones."""
+    """`PyTorchModelHubMixin` that loads safetensors only, strictly, checked before anything is allocated.
+
+    Subclasses list, in `config_limits`, what each constructor argument may be in a `config.json`.
+    """
+
+    config_limits: ClassVar[Mapping[str, ConfigLimit]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        parameters = cls._hub_mixin_init_parameters.values()
+        unlimited = [p.name for p in parameters if p.name != "self" and p.name not in cls.config_limits]
+        if unlimited:  # every value a config.json can set is checked before loading
+            raise TypeError(f"{cls.__name__}.config_limits has no entry for {', '.join(unlimited)}")
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any):
-        folder = str(pretrained_model_name_or_path)
-        if os.path.isdir(folder) and not os.path.isfile(os.path.join(folder, constants.CONFIG_NAME)):
-            raise CheckpointError(f"{folder} has no {constants.CONFIG_NAME}: it is not a saved colorgan model")
+        """Load from a folder or Hub repo holding `config.json` + `model.safetensors`, refusing unsafe ones.
+
+        Takes `huggingface_hub`'s arguments (revision, token, cache_dir, force_download,
+        local_files_only, map_location), plus `max_parameters` (default `DEFAULT_MAX_PARAMETERS`):
+        refuse models with more parameters than this.
+
+        Raises:
+            CheckpointError: with a one-line reason, before the model is built, for anything that
+                cannot be a model of this class.
+        """
+        download_kwargs = {
+            key: kwargs[key] for key in ("revision", "cache_dir", "force_download", "token", "local_files_only")
+            if key in kwargs
+        }
+        check_config_file(str(pretrained_model_name_or_path), **download_kwargs)
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
     @classmethod
@@ -140,6 +400,7 @@ class StrictHubMixin(PyTorchModelHubMixin):
         token: str | bool | None,
         map_location: str = "cpu",
         strict: bool = True,
+        max_parameters: int = DEFAULT_MAX_PARAMETERS,
         **model_kwargs: Any,
     ):
         if not strict:
@@ -154,8 +415,28 @@ class StrictHubMixin(PyTorchModelHubMixin):
             token=token,
             local_files_only=local_files_only,
         )
-        model = cls(**model_kwargs)
-        load_weights_strictly(model, weights_file, map_location)
+        check_config(model_id, model_kwargs, cls.config_limits)
+        tensors = read_safetensors_header(weights_file)
+        skeleton = cls._build_on_meta(model_id, model_kwargs)
+        num_parameters = count_parameters(skeleton)
+        if num_parameters > max_parameters:
+            raise CheckpointError(
+                f"{model_id}: its {CONFIG_NAME} describes a {cls.__name__} of {num_parameters:,} parameters,"
+                f" over the cap of {max_parameters:,}; pass max_parameters={num_parameters} to load it anyway"
+            )
+        check_weights_match(skeleton.state_dict(), tensors, weights_file, cls.__name__)
+        del skeleton
+        model = cls(**model_kwargs)  # checked: now allocate for real
+        model.load_state_dict(_read_checked_weights(weights_file, map_location), strict=True)
         model.eval()
         return model
 
+    @classmethod
+    def _build_on_meta(cls, model_id: str, model_kwargs: dict[str, Any]) -> torch.nn.Module:
+        """The model `config.json` describes, with shapes but no memory (on the meta device)."""
+        try:
+            with torch.device("meta"):
+                return cls(**model_kwargs)
+        except Exception as error:  # whatever the config makes timm or the model raise is the config's fault
+            reason = " ".join(str(error).split()) or type(error).__name__
+            raise CheckpointError(f"{model_id}: {CONFIG_NAME} does not describe a {cls.__name__} ({reason})") from None

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from .checkpoint import CheckpointError
+from .checkpoint import DEFAULT_MAX_PARAMETERS, CheckpointError
 from .evaluate import add_eval_parser
 from .hub import add_push_parser
 from .hints import Hint, with_alpha
@@ -83,7 +83,7 @@ def run_colorize(args: argparse.Namespace) -> int:
     if args.output_dir:
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
     try:
-        colorizer = Colorizer.from_pretrained(args.model, device=args.device)
+        colorizer = Colorizer.from_pretrained(args.model, device=args.device, max_parameters=args.max_parameters)
     except (CheckpointError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -140,6 +140,12 @@ def add_colorize_parser(subparsers: argparse._SubParsersAction) -> None:
         help="leave hints to the network alone instead of spreading each over its region",
     )
     parser.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
+    parser.add_argument(
+        "--max-parameters",
+        type=int,
+        default=DEFAULT_MAX_PARAMETERS,
+        help=f"refuse a --model with more parameters than this (default {DEFAULT_MAX_PARAMETERS:,})",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     parser.set_defaults(handler=run_colorize)
 

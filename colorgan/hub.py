@@ -59,7 +59,13 @@ from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, constan
 from huggingface_hub.errors import HfHubHTTPError
 from safetensors import safe_open
 
-from .checkpoint import WEIGHTS_NAME, CheckpointError, hub_errors_as_checkpoint_errors, resolve_weights_file
+from .checkpoint import (
+    DEFAULT_MAX_PARAMETERS,
+    WEIGHTS_NAME,
+    CheckpointError,
+    hub_errors_as_checkpoint_errors,
+    resolve_weights_file,
+)
 from .data import PRESETS
 from .models import HUB_METADATA, PatchDiscriminator
 
@@ -556,6 +562,7 @@ def load_discriminator(
     token: str | bool | None = None,
     cache_dir: str | os.PathLike | None = None,
     local_files_only: bool = False,
+    max_parameters: int = DEFAULT_MAX_PARAMETERS,
 ) -> PatchDiscriminator:
     """The PatchGAN stored in `discriminator/` of a model folder or Hub repo, to fine-tune a model.
 
@@ -565,6 +572,8 @@ def load_discriminator(
         token: Hub token for private repos.
         cache_dir: HF cache folder.
         local_files_only: never touch the network (also implied by HF_HUB_OFFLINE=1).
+        max_parameters: refuse a discriminator with more parameters than this (checked, like the
+            config and the weights' header, before anything is allocated).
 
     Raises:
         CheckpointError: with a one-line reason when there is no loadable discriminator.
@@ -586,11 +595,7 @@ def load_discriminator(
         raise CheckpointError(f"{source} has no {DISCRIMINATOR_FOLDER}/ folder")
     if not os.path.isfile(os.path.join(folder, CONFIG_NAME)):
         raise CheckpointError(f"{source} has no {DISCRIMINATOR_FOLDER}/{CONFIG_NAME}")
-    try:
-        return PatchDiscriminator.from_pretrained(folder)
-    except TypeError as error:
-        reason = f"{DISCRIMINATOR_FOLDER}/{CONFIG_NAME} does not describe a PatchGAN ({error})"
-        raise CheckpointError(f"{source}: {reason}") from None
+    return PatchDiscriminator.from_pretrained(folder, max_parameters=max_parameters)  # checked before it is built
 
 
 def run_push(args: argparse.Namespace) -> int:

@@ -3,10 +3,12 @@
 Both models hold no optimizer, device or I/O logic. They subclass
 `huggingface_hub.PyTorchModelHubMixin` (through `StrictHubMixin`), so
 `save_pretrained` writes `model.safetensors` + `config.json` and `from_pretrained`
-rebuilds the model from that config and loads the weights strictly.
+rebuilds the model from that config and loads the weights strictly, once both have been
+checked against `CONFIG_LIMITS` and each other without allocating anything (checkpoint.py).
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -15,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import StrictHubMixin
+from .checkpoint import ConfigLimit, StrictHubMixin
 
 HUB_METADATA = dict(
     library_name="colorgan",
@@ -25,6 +27,39 @@ HUB_METADATA = dict(
     license="mit",
 )
 GENERATOR_INPUT_CHANNELS = 4  # L, hint a, hint b, hint mask
+RENDER_SIZE_LIMITS = (16, 4096)  # long sides the generator may run at
+
+
+@functools.cache
+def timm_model_names() -> frozenset[str]:
+    """Every model name timm can build offline, with and without a pretrained tag ("resnet18.a1_in1k").
+
+    Nothing else may name an encoder in a config: not a path, and not "hf-hub:..." (timm would fetch it).
+    """
+    return frozenset(timm.list_models()) | frozenset(timm.list_pretrained())
+
+
+# What a config.json may ask of each constructor argument of both models, checked before anything is
+# built (`StrictHubMixin.from_pretrained`). The bounds are far beyond any sensible model and far below
+# what would exhaust a machine; the parameter cap (checkpoint.DEFAULT_MAX_PARAMETERS) bounds the total.
+CONFIG_LIMITS = {
+    # UNetGenerator
+    "encoder_name": ConfigLimit(
+        str, choices=timm_model_names, why="only model names timm lists are built, never a path or an hf-hub: id"
+    ),
+    "pretrained_encoder": ConfigLimit(bool),  # ignored when loading: the checkpoint holds the weights
+    # 5 blocks for a stride-32 encoder, up to 8 for stride 256; 4096 channels is 16x the default's widest
+    "decoder_channels": ConfigLimit(
+        int, 1, 4096, length=(1, 8), why="colorgan decoders have 1-8 blocks of 1-4096 channels"
+    ),
+    "dropout": ConfigLimit(float, 0.0, 1.0),  # a probability
+    "dropout_blocks": ConfigLimit(int, 0, 8),  # at most one per decoder block
+    "render_size": ConfigLimit(int, *RENDER_SIZE_LIMITS, why="the sizes Colorizer runs at"),
+    # PatchDiscriminator: widths grow to 8x base_channels; 1024 -> 8192 channels is past any PatchGAN
+    "base_channels": ConfigLimit(int, 1, 1024),
+    "num_layers": ConfigLimit(int, 1, 8),  # 8 stride-2 layers already judge 2302x2302 patches
+    "input_channels": ConfigLimit(int, 1, 16),  # (L, a, b) is 3
+}
 
 
 def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -72,6 +107,8 @@ class UNetGenerator(nn.Module, StrictHubMixin, **HUB_METADATA):
         render_size: long side, in pixels, at which a whole photo looks like the training crops
             did; `Colorizer` runs the model at this size unless told otherwise. Metadata only.
     """
+
+    config_limits = CONFIG_LIMITS
 
     def __init__(
         self,
@@ -135,6 +172,8 @@ class PatchDiscriminator(nn.Module, StrictHubMixin, **HUB_METADATA):
         num_layers: stride-2 layers; more layers, larger patches (3 -> 70x70, 4 -> 142x142).
         input_channels: 3 for (L, a, b).
     """
+
+    config_limits = CONFIG_LIMITS
 
     def __init__(self, base_channels: int = 64, num_layers: int = 3, input_channels: int = 3):
         super().__init__()

@@ -14,17 +14,16 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .checkpoint import CheckpointError, hub_errors_as_checkpoint_errors
+from .checkpoint import DEFAULT_MAX_PARAMETERS, CheckpointError, hub_errors_as_checkpoint_errors
 from .color import denormalize_ab, denormalize_l, lab_to_rgb_keeping_lightness, lightness, normalize_l
 from .hints import Hint, check_hint_layer, generator_input, layer_to_hints, points_to_hints
 from .imaging import DecodedImage, decode, open_image, to_pil
-from .models import UNetGenerator
+from .models import RENDER_SIZE_LIMITS, UNetGenerator
 from .propagation import propagate_hints
 
 STARTER_MODEL = Path(__file__).parent / "pretrained" / "starter"
 ImageInput = str | os.PathLike | bytes | Image.Image
 HintInput = Sequence[Hint | tuple] | Image.Image | None
-RENDER_SIZE_LIMITS = (16, 4096)  # long sides the generator may run at
 CHUNK_PIXELS = 1 << 20  # full-resolution colour maths runs in slices of ~1 MP to bound memory
 
 
@@ -82,6 +81,7 @@ class Colorizer:
         token: str | bool | None = None,
         cache_dir: str | os.PathLike | None = None,
         local_files_only: bool = False,
+        max_parameters: int = DEFAULT_MAX_PARAMETERS,
     ) -> "Colorizer":
         """Load a generator from a local folder or a Hub repo (safetensors only, strictly).
 
@@ -93,6 +93,8 @@ class Colorizer:
             token: Hub token for private repos.
             cache_dir: HF cache folder.
             local_files_only: never touch the network (also implied by HF_HUB_OFFLINE=1).
+            max_parameters: refuse a generator with more parameters than this (the config and the
+                weights' header are checked against it before anything is allocated).
 
         Raises:
             CheckpointError: with a one-line reason when the model cannot be loaded.
@@ -105,13 +107,15 @@ class Colorizer:
         looks_local = looks_local or (os.sep != "/" and os.sep in source)
         if looks_local and not os.path.isdir(source):
             raise CheckpointError(f"{source}: no such model folder")
-        try:
-            with hub_errors_as_checkpoint_errors(source):
-                generator = UNetGenerator.from_pretrained(
-                    source, revision=revision, token=token, cache_dir=cache_dir, local_files_only=local_files_only
-                )
-        except TypeError as error:
-            raise CheckpointError(f"{source}: config.json does not describe a colorgan generator ({error})") from None
+        with hub_errors_as_checkpoint_errors(source):  # config and weights are checked before anything is built
+            generator = UNetGenerator.from_pretrained(
+                source,
+                revision=revision,
+                token=token,
+                cache_dir=cache_dir,
+                local_files_only=local_files_only,
+                max_parameters=max_parameters,
+            )
         return cls(generator, device=device)
 
     @property

@@ -373,7 +373,7 @@ def test_config_asking_for_a_pretrained_encoder_never_downloads(saved_tiny_gener
 
     monkeypatch.setattr(timm, "create_model", spy)
     loaded = UNetGenerator.from_pretrained(saved_tiny_generator)
-    assert requested == [False]
+    assert requested == [False, False]  # the meta-device check, then the real model: never pretrained
     assert no_network == []
     x = make_generator_input(1, 40, 40)
     with torch.no_grad():
