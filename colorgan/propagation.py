@@ -36,11 +36,16 @@ import torch.nn.functional as F
 class PropagationSettings:
     """How far and how freely a hint spreads.
 
+    The defaults were chosen on 40 *training* photos (bundled model, render 224, ground-truth
+    points, PSNR gain with 1 / 10 points): range 6, threshold 1.5, reach 2 gave +1.08 / +4.08 dB;
+    range 12 +1.28 / +4.18; range 12, reach 4 +1.48 / +4.27; range 12, threshold 2.5 +1.61 / +4.24;
+    range 12, reach 4, threshold 2.5 +1.78 / +4.25 (kept); with no L* smoothing +0.90 / +3.57.
+
     Args:
         range_sigma: lightness step (L* units) whose crossing costs a factor exp(-sqrt(2)) ~ 0.24
             in reach; the smaller, the fainter the edges that stop a hint.
         reach_sigma: distance, as a fraction of the long side, over which reach falls by exp(-sqrt(2))
-            inside a flat region; 2 lets a stroke fill a sky that spans the photo.
+            inside a flat region; 4 lets a stroke fill a sky that spans the photo.
         noise_threshold: lightness steps (L* per pixel) up to this size are free: smooth gradients
             (a sky, a cheek) and leftover noise do not stop a hint, real edges do.
         sweeps: row-then-column sweeps; the second lets paths turn a corner twice (around an
@@ -49,9 +54,9 @@ class PropagationSettings:
             film grain and JPEG noise do not count as edges.
     """
 
-    range_sigma: float = 6.0
-    noise_threshold: float = 1.5
-    reach_sigma: float = 2.0
+    range_sigma: float = 12.0
+    noise_threshold: float = 2.5
+    reach_sigma: float = 4.0
     sweeps: int = 2
     edge_smoothing: int = 3
 

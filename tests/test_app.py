@@ -238,7 +238,7 @@ def test_ui_endpoint_returns_before_after_and_full_size_png(client, photo_path):
     from gradio_client import handle_file
 
     editor_value = {"background": handle_file(str(photo_path)), "layers": [], "composite": None}
-    (before, after), png = client.predict(editor_value, 1.0, 256, api_name="/colorize_editor")
+    (before, after), png = client.predict(editor_value, 1.0, 256, "photo", api_name="/colorize_editor")
     photo = Image.open(photo_path)
     assert Image.open(before).size == Image.open(after).size == photo.size
     before_rgb = np.asarray(Image.open(before).convert("RGB")).astype(int)
@@ -258,7 +258,6 @@ def test_painted_hint_pulls_the_region_toward_the_hint_colour(app_module, hint_c
     layer_path = tmp_path / "hints.png"
     layer.save(layer_path)
     inside = (slice(stroke_box[1] + 5, stroke_box[3] - 5), slice(stroke_box[0] + 10, stroke_box[2] - 10))
-    far_away = (slice(0, 100), slice(0, 150))
     hint_ab = lab(Image.new("RGB", (1, 1), RED))[0, 0, 1:]
     direction = hint_ab / np.linalg.norm(hint_ab)
 
@@ -269,7 +268,7 @@ def test_painted_hint_pulls_the_region_toward_the_hint_colour(app_module, hint_c
         plain = lab(Image.open(hint_client.predict(image, api_name="/colorize")))
         via_api = lab(Image.open(hint_client.predict(image, hints=handle_file(str(layer_path)), api_name="/colorize")))
         editor_value = {"background": image, "layers": [handle_file(str(layer_path))], "composite": None}
-        _, png = hint_client.predict(editor_value, 1.0, 512, api_name="/colorize_editor")
+        _, png = hint_client.predict(editor_value, 1.0, 512, "photo", api_name="/colorize_editor")
         via_editor = lab(Image.open(png))
     finally:
         demo.close()
@@ -282,8 +281,8 @@ def test_painted_hint_pulls_the_region_toward_the_hint_colour(app_module, hint_c
         assert moved_toward_hint > 25, f"moved only {moved_toward_hint:.1f} toward the hint: {plain_ab} -> {hinted_ab}"
         hue_error = np.degrees(np.arccos(np.clip(hinted_ab @ direction / np.linalg.norm(hinted_ab), -1, 1)))
         assert hue_error < 15, f"hinted region's hue is {hue_error:.0f} degrees off the hint's"
-        away = np.abs(hinted[far_away][..., 1:] - plain[far_away][..., 1:]).max()
-        assert away < 2, "a stroke changed colour far from where it was painted"
+        # how far a stroke spreads (its region, up to the photo's edges) is tested in test_propagation.py
+        # and, through the browser, in test_app_browser.py
         assert np.abs(hinted[..., 0] - plain[..., 0]).max() <= 1.0  # hints never change lightness
 
 
@@ -324,7 +323,7 @@ def test_bad_inputs_get_clear_errors_and_the_server_keeps_serving(client, photo_
     with pytest.raises(AppError, match="no image given"):
         client.predict(None, api_name="/colorize")
     with pytest.raises(AppError, match="no photo"):
-        client.predict({"background": None, "layers": [], "composite": None}, 1.0, 512, api_name="/colorize_editor")
+        client.predict({"background": None, "layers": [], "composite": None}, 1.0, 512, "photo", api_name="/colorize_editor")
     with pytest.raises(AppError):  # the slider's bounds are enforced for API callers too
         client.predict(good, saturation=7.0, api_name="/colorize")
     assert Image.open(client.predict(good, api_name="/colorize")).size == photo_size

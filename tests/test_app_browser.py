@@ -179,3 +179,59 @@ def test_example_click_colorizes_it_and_caches_the_result(served_app, page):
     page.locator("#examples img").first.click()
     page.wait_for_function(RESULT_SHOWN, timeout=90_000)
     assert len(colorizer.hint_layers) == calls_before + 1
+
+
+def lab_ab(image: Image.Image) -> np.ndarray:
+    """(H, W, 2) a*b* of an image, via colorgan's own conversion."""
+    import torch
+
+    from colorgan.color import rgb_to_lab
+
+    rgb = torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)[None]
+    return rgb_to_lab(rgb)[0, 1:].permute(1, 2, 0).numpy()
+
+
+def test_a_stroke_colours_its_whole_region_in_the_returned_image(served_app, page, tmp_path):
+    import httpx
+
+    url, colorizer, app = served_app
+    photo = Image.new("L", (480, 320), 175)  # two flat regions: light left half, dark right half
+    photo.paste(85, (240, 0, 480, 320))
+    photo_path = tmp_path / "two_regions.png"
+    photo.save(photo_path)
+    open_app(page, url)
+    upload_photo(page, photo_path)
+    page.locator("#compare label", has_text="without your hints").click()
+
+    page.locator("#photo button[aria-label='Brush']").click()
+    canvas = page.locator("#photo canvas").first.bounding_box()
+    y = canvas["y"] + canvas["height"] * 0.5
+    page.mouse.move(canvas["x"] + canvas["width"] * 0.2, y)
+    page.mouse.down()
+    page.mouse.move(canvas["x"] + canvas["width"] * 0.3, y, steps=10)  # a short stroke in the left half
+    page.mouse.up()
+    download = colorize_and_wait(page)
+    page.screenshot(path=str(tmp_path / "stroke_colours_region.png"), full_page=True)
+
+    calls = colorizer.hint_layers[-2:]  # with the stroke, then without it for the slider's "before"
+    assert calls[0] is not None and calls[1] is None
+    painted = np.asarray(calls[0])[..., 3] > 128
+    rows, columns = np.nonzero(painted)
+    assert columns.max() < 230, "the stroke landed in the left region"
+    far = np.ones_like(painted)  # pixels at least 16 px from every painted pixel
+    far[max(rows.min() - 16, 0) : rows.max() + 17, max(columns.min() - 16, 0) : columns.max() + 17] = False
+    left, right = far.copy(), far.copy()
+    left[:, 232:], right[:, :248] = False, False  # 8 px either side of the edge left out
+
+    result = lab_ab(Image.open(io.BytesIO(httpx.get(download, timeout=30).content)))
+    without_hints = lab_ab(colorizer.colorizer(photo))
+    brush = lab_ab(Image.new("RGB", (1, 1), app.HINT_COLORS[0]))[0, 0]
+    distance_before = np.linalg.norm(without_hints[left] - brush, axis=1).mean()
+    distance_after = np.linalg.norm(result[left] - brush, axis=1).mean()
+    assert distance_after < 0.3 * distance_before, (distance_before, distance_after)
+    assert np.abs(result[right] - without_hints[right]).max() < 3, "the other region keeps its colours"
+
+    # the slider compares the colorization without the stroke to the one with it
+    before_src = page.eval_on_selector_all("#before-after img", "images => images.map(i => i.src)")[0]
+    before = lab_ab(Image.open(io.BytesIO(httpx.get(before_src, timeout=30).content)))
+    assert np.abs(before - without_hints).mean() < 1.0  # the slider's images are lossy-compressed previews
