@@ -1,0 +1,103 @@
+"""Cost of hint propagation against the generator's own forward pass, at the same render size.
+
+    python benchmarks/bench_hints.py [--model PATH_OR_REPO] [--sizes 224 512] [--runs 9] [--threads 1]
+
+For each render size, in one run, interleaved so that machine noise hits both alike: the median
+time of the generator's forward on a (1, 4, s, s) input, and of `propagate_hints` on a real photo's
+L* at that size with 10 hint points (and with a painted stroke). The issue's target is
+propagation <= 30% of the forward. Also prints the Colorizer's end-to-end time with and without
+10 hints on a val photo, which includes the hint rasterisation.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from colorgan import Colorizer
+from colorgan.color import lightness
+from colorgan.imaging import decode, open_image
+from colorgan.propagation import propagate_hints
+
+PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos" / "val"
+TARGET_RATIO = 0.30
+
+
+def real_lightness(size: int) -> torch.Tensor:
+    """(1, 1, s, s) L* of a val photo (or a synthetic gradient with edges if the set is absent)."""
+    photos = sorted(PHOTOS.glob("*.jpg"))
+    if photos:
+        rgb = decode(open_image(photos[0])).rgb
+    else:
+        rgb = (torch.rand(1, 3, 64, 64) * 255).to(torch.uint8)
+    return F.interpolate(lightness(rgb), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+
+
+def hint_maps(size: int, stroke: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1, 2, s, s) hint ab and (1, 1, s, s) mask: 10 scattered 3x3 points, or one painted stroke."""
+    generator = torch.Generator().manual_seed(size)
+    hint_ab, mask = torch.zeros(1, 2, size, size), torch.zeros(1, 1, size, size)
+    if stroke:
+        mask[..., size // 2 - 2 : size // 2 + 2, size // 4 : size // 2] = 1.0
+    else:
+        for row, column in torch.randint(1, size - 1, (10, 2), generator=generator).tolist():
+            mask[..., row - 1 : row + 2, column - 1 : column + 2] = 1.0
+    hint_ab[:] = torch.tensor([20.0, -40.0])[:, None, None]
+    return hint_ab * mask, mask
+
+
+def median_ms(function, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        function()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="model folder or Hub repo id (default: the bundled starter)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[224, 512], help="render sizes to time")
+    parser.add_argument("--runs", type=int, default=9, help="timed runs per case (median reported)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: robust on shared CPUs)")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    colorizer = Colorizer.from_pretrained(args.model, device="cpu")
+    generator = colorizer.generator
+    print(f"threads {torch.get_num_threads()}, model {args.model or 'bundled starter'}, {args.runs} runs each")
+    print(f"{'size':>5} {'forward ms':>11} {'10 points ms':>13} {'ratio':>6} {'stroke ms':>10} {'ratio':>6}  target <= {TARGET_RATIO:.2f}")
+    with torch.inference_mode():
+        for size in args.sizes:
+            inputs = torch.randn(1, 4, size, size).contiguous(memory_format=torch.channels_last)
+            l_star = real_lightness(size)
+            ab = torch.randn(1, 2, size, size) * 20
+            points, stroke = hint_maps(size, stroke=False), hint_maps(size, stroke=True)
+            generator(inputs), propagate_hints(ab, l_star, *points)  # warm-up
+            forward, with_points, with_stroke = [], [], []
+            for _ in range(args.runs):  # interleaved, so load changes hit every case alike
+                forward.append(median_ms(lambda: generator(inputs), 1))
+                with_points.append(median_ms(lambda: propagate_hints(ab, l_star, *points), 1))
+                with_stroke.append(median_ms(lambda: propagate_hints(ab, l_star, *stroke), 1))
+            f, p, s = (statistics.median(times) for times in (forward, with_points, with_stroke))
+            print(f"{size:>5} {f:>11.1f} {p:>13.1f} {p / f:>6.2f} {s:>10.1f} {s / f:>6.2f}")
+        photos = sorted(PHOTOS.glob("*.jpg"))
+        if photos:
+            photo = Image.open(photos[0]).convert("L")
+            points = [(photo.width * (i + 0.5) / 10, photo.height * ((i * 7) % 10 + 0.5) / 10, (90, 140, 220)) for i in range(10)]
+            colorizer(photo)
+            plain = median_ms(lambda: colorizer(photo), args.runs)
+            hinted = median_ms(lambda: colorizer(photo, hints=points), args.runs)
+            print(
+                f"Colorizer end to end, {photo.width}x{photo.height} at render {colorizer.default_render_size}:"
+                f" {plain:.1f} ms without hints, {hinted:.1f} ms with 10 points ({hinted / plain:.2f}x)"
+            )
+
+
+if __name__ == "__main__":
+    main()
