@@ -559,7 +559,7 @@ def run_eval(args: argparse.Namespace) -> int:
             return 2
         print(report.summary_line())
         reports.append(report)
-    if len(args.hints) > 1:
+    if len(args.hints) > 1 and any(report.baseline is None for report in reports):
         print("\nPSNR versus hints:\n" + "\n".join(hint_curve(reports)))
     grid = args.grid or Path(args.out).with_name(Path(args.out).stem + "_grid.png")
     write_report(reports, args.out, grid)
