@@ -388,7 +388,7 @@ def read_packages(path: Path) -> list[PackageSpec]:
         for option in options:
             key, _, value = option.partition("=")
             if key not in ("include", "skip", "label") or not value:
-                raise ValueError(f"{path}: bad option {option!r} for {name} (include=, skip= or label=)")
+                raise ValueError(f"{path}: bad option {option!r} for {name} (include=, skip=, label= or license=)")
             setattr(spec, key, value if key == "label" else re.compile(value))
         packages.append(spec)
     return packages
@@ -417,6 +417,8 @@ def output_name(package: str, inside: str, taken: set[str]) -> str:
 
 @dataclass
 class Candidate:
+    """An image found in a package; `reason` is empty while it is kept."""
+
     package: str
     version: str
     inside: str
@@ -439,98 +441,118 @@ def reference_hashes(shared: Path, exclude_images: dict[str, Image.Image]) -> tu
     return reserved, val, train
 
 
-def build(args: argparse.Namespace) -> None:
-    start = time.monotonic()
-    shared, output = args.shared, args.output
-    packages = read_packages(args.packages)
-    exclude = {(row["source_package"], row["original_path_inside_package"]) for row in read_tsv(shared / "EXCLUDE.tsv")}
-    existing = {
-        (row["source_package"], row["original_path_inside_package"])
-        for split in ("train", "val") for row in read_tsv(shared / f"MANIFEST-{split}.tsv")
-    }
-    args.cache.mkdir(parents=True, exist_ok=True)
-    scratch = args.cache / "unpacked"
-    if not args.no_update:
-        subprocess.run(["apt-get", "update", "-qq"], check=True)
+def gather(args: argparse.Namespace, wanted: dict[str, PackageSpec], exclude: set[tuple[str, str]],
+           existing: set[tuple[str, str]]) -> tuple[list[Candidate], dict[str, Image.Image]]:
+    """Download and unpack every package; measure each wanted image; keep the reserved ones.
 
-    wanted = {spec.name: spec for spec in packages}
+    Returns:
+        the candidates (those already decided carry their reason: reserved, in-set, tiny,
+        undecodable) and the reserved originals in the set's geometry, by `package:path`.
+    """
+    scratch = args.cache / "unpacked"
     reserved_images: dict[str, Image.Image] = {}
     candidates: list[Candidate] = []
     for package in list(wanted) + sorted({pkg for pkg, _ in exclude} - set(wanted)):
         root, version = extract(download(package, args.cache), scratch)
         copyright_file = root / "usr/share/doc" / package / "copyright"
         copyright_info = parse_copyright(copyright_file.read_text(errors="replace")) if copyright_file.exists() else Copyright()
+        spec = wanted.get(package)
         for inside, data in package_images(root):
             reserved = (package, inside) in exclude
-            if package not in wanted and not reserved:
+            if not reserved and (spec is None or not spec.wants(inside)):
                 continue
-            if not reserved and not wanted[package].wants(inside):
-                continue
-            license_name = (wanted[package].license if package in wanted else None) or copyright_info.license_for(inside)
+            license_name = (spec.license if spec else None) or copyright_info.license_for(inside)
+            candidate = Candidate(package, version, inside, 0, 0, license_name, (spec.label or guess_label(inside)) if spec else "")
             try:
                 with Image.open(io.BytesIO(data)) as header:
-                    width, height = header.size
-                if not reserved and min(width, height) < args.min_side:  # decided without decoding
-                    candidates.append(Candidate(package, version, inside, width, height, license_name, reason="tiny"))
+                    candidate.width, candidate.height = header.size
+                if not reserved and min(header.size) < args.min_side:  # decided without decoding
+                    candidate.reason = "tiny"
+                    candidates.append(candidate)
                     continue
                 # JPEG decoding at 1/2..1/8 scale when the original is far larger than the set
                 image = open_image(data, draft_size=(2 * SET_SHORT_SIDE, 2 * SET_SHORT_SIDE))
             except (ImageError, OSError, Image.DecompressionBombError):
-                if package in wanted:
-                    candidates.append(Candidate(package, version, inside, 0, 0, license_name, reason="undecodable"))
+                candidate.reason = "undecodable"
+                if spec is not None:
+                    candidates.append(candidate)
                 continue
             if reserved:
                 reserved_images[f"{package}:{inside}"] = fit_to_set(image.convert("RGB"))
-                if package not in wanted:
-                    continue
-            label = wanted[package].label or guess_label(inside)
-            candidate = Candidate(package, version, inside, width, height, license_name, label)
-            candidates.append(candidate)
-            if reserved:
                 candidate.reason = "reserved"
             elif (package, inside) in existing:
                 candidate.reason = "in-set"  # already in train/ or val/ (same package and path)
-            elif min(width, height) < args.min_side:
-                candidate.reason = "tiny"
             else:
-                candidate.features = photo_features(image)
-                fitted = fit_to_set(image.convert("RGB"))
-                candidate.hash = phash(fitted)
-                buffer = io.BytesIO()
-                fitted.save(buffer, format="JPEG", quality=SET_JPEG_QUALITY)
-                candidate.encoded = buffer.getvalue()
+                measure(candidate, image)
+            if spec is not None:
+                candidates.append(candidate)
         shutil.rmtree(root, ignore_errors=True)
         print(f"{package} {version}: {sum(c.package == package for c in candidates)} images", file=sys.stderr, flush=True)
+    return candidates, reserved_images
 
-    missing = {f"{pkg}:{path}" for pkg, path in exclude} - set(reserved_images)
-    if missing:
-        raise SystemExit(f"error: {len(missing)} reserved photos not found in their packages, e.g. {sorted(missing)[0]}")
-    reserved_hashes, val_hashes, train_hashes = reference_hashes(shared, reserved_images)
 
-    # Safety checks (reserved and val) come before quality filters, so their counts are complete.
+def measure(candidate: Candidate, image: Image.Image) -> None:
+    """Fill in the photo features, the set's JPEG and its pHash."""
+    candidate.features = photo_features(image)
+    fitted = fit_to_set(image.convert("RGB"))
+    candidate.hash = phash(fitted)
+    buffer = io.BytesIO()
+    fitted.save(buffer, format="JPEG", quality=SET_JPEG_QUALITY)
+    candidate.encoded = buffer.getvalue()
+
+
+def judge(candidates: list[Candidate], references: dict[str, dict[int, str]]) -> None:
+    """Give each measured candidate its reason: a near-duplicate of a reference set, then the photo filters.
+
+    Args:
+        references: reason ("near-reserved", "near-val", "near-train") -> {pHash: image name}.
+            The safety checks come before the quality filters so that their counts are complete.
+    """
     for candidate in candidates:
         if candidate.reason or candidate.features is None:
             continue
-        for reason, references in (("near-reserved", reserved_hashes), ("near-val", val_hashes), ("near-train", train_hashes)):
-            distance, name = nearest(candidate.hash, references)
+        for reason, hashes in references.items():
+            distance, name = nearest(candidate.hash, hashes)
             if distance <= PHASH_MAX_DISTANCE:
                 candidate.reason, candidate.detail = reason, f"{name} (distance {distance})"
                 break
         else:
             candidate.reason = rejection_reason(candidate.features) or ""
 
-    # Within the new set, keep the largest of near-identical images.
-    kept: dict[int, Candidate] = {}
+
+def drop_duplicates(candidates: list[Candidate]) -> None:
+    """Of near-identical kept candidates (the same wallpaper at several sizes), keep the largest."""
+    kept: dict[int, str] = {}
     for candidate in sorted(candidates, key=lambda c: (-(c.width * c.height), c.package, c.inside)):
         if candidate.reason:
             continue
-        distance, name = nearest(candidate.hash, {h: f"{c.package}:{c.inside}" for h, c in kept.items()})
+        distance, name = nearest(candidate.hash, kept)
         if distance <= PHASH_MAX_DISTANCE:
             candidate.reason, candidate.detail = "duplicate", f"{name} (distance {distance})"
         else:
-            kept[candidate.hash] = candidate
+            kept[candidate.hash] = f"{candidate.package}:{candidate.inside}"
 
-    write_output(output, candidates)
+
+def build(args: argparse.Namespace) -> None:
+    start = time.monotonic()
+    shared = args.shared
+    wanted = {spec.name: spec for spec in read_packages(args.packages)}
+    exclude = {(row["source_package"], row["original_path_inside_package"]) for row in read_tsv(shared / "EXCLUDE.tsv")}
+    existing = {
+        (row["source_package"], row["original_path_inside_package"])
+        for split in ("train", "val") for row in read_tsv(shared / f"MANIFEST-{split}.tsv")
+    }
+    args.cache.mkdir(parents=True, exist_ok=True)
+    if not args.no_update:
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+    candidates, reserved_images = gather(args, wanted, exclude, existing)
+    missing = {f"{pkg}:{path}" for pkg, path in exclude} - set(reserved_images)
+    if missing:
+        raise SystemExit(f"error: {len(missing)} reserved photos not found in their packages, e.g. {sorted(missing)[0]}")
+    reserved_hashes, val_hashes, train_hashes = reference_hashes(shared, reserved_images)
+    judge(candidates, {"near-reserved": reserved_hashes, "near-val": val_hashes, "near-train": train_hashes})
+    drop_duplicates(candidates)
+    write_output(args.output, candidates)
     counts = Counter(c.reason or "kept" for c in candidates)
     print(f"{counts['kept']} photos kept of {len(candidates)} candidates in {time.monotonic() - start:.0f} s; "
           + ", ".join(f"{reason} {counts[reason]}" for reason in SKIP_REASONS if counts[reason]))
@@ -584,7 +606,10 @@ def main(argv: list[str] | None = None) -> None:
     for needed in ("EXCLUDE.tsv", "MANIFEST-train.tsv", "MANIFEST-val.tsv", "train", "val"):
         if not (args.shared / needed).exists():
             parser.error(f"{args.shared / needed} not found (pass --shared)")
-    build(args)
+    try:
+        build(args)
+    except (subprocess.CalledProcessError, RuntimeError, ValueError, OSError) as error:
+        raise SystemExit(f"error: {error}") from None
 
 
 if __name__ == "__main__":

@@ -164,7 +164,7 @@ def test_package_list_and_exclude_filter(tmp_path):
     assert not alpha.wants("/usr/share/alpha/icons/cat.png")
     assert beta.wants("/anything.png")
     listing.write_text("gamma colour=red\n")
-    with pytest.raises(ValueError, match="bad option"):
+    with pytest.raises(ValueError, match="bad option .colour=red"):
         build_photo_set.read_packages(listing)
     exclude = tmp_path / "EXCLUDE.tsv"
     exclude.write_text("source_package\toriginal_path_inside_package\nalpha\t/usr/share/alpha/photos/cat.jpg\n")
