@@ -30,7 +30,7 @@ import torch
 from .color import denormalize_l
 from .hints import generator_input
 from .imaging import DecodedImage
-from .temporal import ColorMemory, TemporalSettings
+from .temporal import CarriedHints, ColorMemory, TemporalSettings
 
 if TYPE_CHECKING:
     from .pipeline import Colorizer, HintInput
@@ -75,7 +75,9 @@ class VideoResult:
 
 
 def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
+    # FFmpeg errors: their own text without the file name, which the caller's message already gives
+    text = getattr(error, "strerror", None) or str(error)
+    text = " ".join(str(text).split())
     return text or type(error).__name__
 
 
@@ -114,15 +116,26 @@ def _frame_rate(stream) -> Fraction:
     return Fraction(rate) if rate else Fraction(25)
 
 
+def _declared_seconds(stream) -> float | None:
+    """The video stream's own duration from the header (MP4 field or Matroska DURATION tag), if any."""
+    if stream.duration is not None and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    tag = stream.metadata.get("DURATION") or stream.metadata.get("duration")
+    try:
+        hours, minutes, seconds = tag.split(":")
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except (AttributeError, ValueError):
+        return None
+
+
 def probe(source: str | os.PathLike) -> VideoInfo:
     """Read a video's header (no decoding): size, frame rate, declared frames, duration, codec."""
     with open_video(source) as (container, stream, audio):
         fps = _frame_rate(stream)
-        if stream.duration is not None and stream.time_base:
-            duration = float(stream.duration * stream.time_base)
-        elif container.duration is not None:
+        duration = _declared_seconds(stream)
+        if duration is None and container.duration is not None:
             duration = container.duration / av.time_base
-        else:
+        if duration is None:
             duration = stream.frames / float(fps) if stream.frames else 0.0
         return VideoInfo(
             stream.width, stream.height, fps, int(stream.frames or 0), duration, stream.codec_context.name, len(audio)
@@ -161,7 +174,7 @@ class FrameColorizer:
         self.saturation = saturation
         self.render_size = colorizer.default_render_size if render_size is None else render_size
         self.memory = ColorMemory(temporal) if temporal is not None else None
-        self.carried_hints: tuple[torch.Tensor, torch.Tensor] | None = None  # (1, 2, h, w) ab, (1, 1, h, w) mask
+        self.carried_hints: CarriedHints | None = None
         self.frames_done = 0
 
     @property
@@ -176,15 +189,17 @@ class FrameColorizer:
         # (1, 4, h, w) generator input without hints -> with this frame's (given or carried) hints
         if index == self.hint_frame and self.has_hints:
             hinted = self.colorizer._generator_input(item, l_full, self.hints, self.render_size)
-            self.carried_hints = hinted[:, 1:3], hinted[:, 3:4]  # premultiplied ab, mask
+            if self.memory is not None:
+                threshold = self.memory.settings.hint_threshold
+                self.carried_hints = CarriedHints(hinted[:, 1:3], hinted[:, 3:4], threshold)
             return hinted
-        if self.carried_hints is None or self.memory is None:
+        if self.carried_hints is None:
             return plain_input
         if motion is None:  # a shot cut: the hints belonged to the previous shot
             self.carried_hints = None
             return plain_input
-        self.carried_hints = self.memory.carry_hints(*self.carried_hints, motion)
-        return generator_input(plain_input[:, :1], *self.carried_hints)
+        self.carried_hints.follow(motion)
+        return generator_input(plain_input[:, :1], *self.carried_hints.tensors(plain_input.device))
 
     def __call__(self, frames: list[np.ndarray]) -> list[np.ndarray]:
         """Colorize the next frames of the clip.
@@ -196,7 +211,9 @@ class FrameColorizer:
             (H, W, 3) uint8 RGB colour frames, same sizes.
         """
         colorizer = self.colorizer
-        items = [DecodedImage(torch.from_numpy(np.require(frame, requirements="CW")).permute(2, 0, 1)[None], None) for frame in frames]
+        # (H, W, 3) uint8 -> (1, 3, H, W), copied only when read-only (torch wants writable arrays)
+        rgb = [torch.from_numpy(np.require(frame, requirements="CW")).permute(2, 0, 1)[None] for frame in frames]
+        items = [DecodedImage(tensor, None) for tensor in rgb]
         with torch.inference_mode():
             lightness_maps = [colorizer._full_resolution_lightness(item) for item in items]
             inputs, motions = [], []
@@ -351,18 +368,23 @@ def colorize_video(
         except av.error.FFmpegError as error:
             raise VideoError(f"{dst}: cannot write this video ({_one_line(error)})") from None
         bar = tqdm(total=declared or None, unit="frame", disable=not progress, file=sys.stderr, desc=src.name)
-        written = 0
+        written, first_pts = 0, None
         try:
             decoded = _decoded_frames(container, stream, audio_streams, writer, str(src))
             for batch in _batched(decoded, batch_size):
                 for colour, (_, pts) in zip(frame_colorizer([rgb for rgb, _ in batch]), batch):
                     writer.write(colour, pts)
+                    first_pts = writer.last_pts if first_pts is None else first_pts
                 written += len(batch)
                 bar.update(len(batch))
             if written == 0:
                 raise VideoError(f"{src}: the video stream has no frames")
             if declared and written < declared:
                 raise VideoError(f"{src}: truncated video, decoded {written} of its {declared} frames")
+            seconds = _declared_seconds(stream)
+            decoded_seconds = float((writer.last_pts - first_pts) * stream.time_base + 1 / fps)
+            if not declared and seconds and decoded_seconds < seconds - max(2 / float(fps), 0.05 * seconds):
+                raise VideoError(f"{src}: truncated video, its frames end at {decoded_seconds:.2f} s of {seconds:.2f} s")
             if frame_colorizer.has_hints and hint_frame >= written:
                 raise VideoError(f"hints are for frame {hint_frame} but the video has {written} frames")
             writer.close()
