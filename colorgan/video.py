@@ -364,7 +364,9 @@ def colorize_video(
         declared = int(stream.frames or 0)
         fps = _frame_rate(stream)
         try:
-            writer = VideoWriter(av.open(str(temporary), "w"), stream, audio_streams)
+            # MP4/MOV: the index goes first, so a browser can play while downloading
+            options = {"movflags": "+faststart"} if dst.suffix.lower() != ".mkv" else {}
+            writer = VideoWriter(av.open(str(temporary), "w", options=options), stream, audio_streams)
         except av.error.FFmpegError as error:
             raise VideoError(f"{dst}: cannot write this video ({_one_line(error)})") from None
         bar = tqdm(total=declared or None, unit="frame", disable=not progress, file=sys.stderr, desc=src.name)
