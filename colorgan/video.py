@@ -12,10 +12,12 @@ are copied unchanged. It is written to a hidden temporary file beside `dst` and 
 """
 from __future__ import annotations
 
+import heapq
 import os
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +39,7 @@ if TYPE_CHECKING:
 
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv"}  # containers that take H.264 (or MPEG-4) video
 BATCH_SIZE = 8  # frames decoded, predicted and encoded together
+REORDER_DEPTH = 4  # decoded frames held back to put timestamps stamped in decoding order right
 X264_OPTIONS = {"crf": "18", "preset": "veryfast"}  # visually lossless-ish; veryfast suits a small CPU
 
 
@@ -315,16 +318,30 @@ def atomic_destination(destination: Path):
 
 
 def _decoded_frames(container, stream, audio_streams, writer: VideoWriter, name: str) -> Iterator[tuple[np.ndarray, int | None]]:
-    # demux in file order: audio packets go straight to the writer, video frames are yielded
+    """(H, W, 3) uint8 RGB frames in display order with their timestamps; audio packets go to `writer`.
+
+    Frames come out of the decoder in display order, but some containers (AVI with packed B-frames)
+    stamp them with their packets' decoding order: 1, 2, 3, 5, 4. The timestamps of the last
+    REORDER_DEPTH frames are therefore pooled and each frame takes the smallest, as FFmpeg's own
+    best-effort timestamps do; the frames themselves keep their order.
+    """
+    waiting: deque[np.ndarray] = deque()
+    stamps: list[int] = []  # a heap
     try:
         for packet in container.demux(stream, *audio_streams):
-            if packet.stream is stream:
-                for frame in packet.decode():
-                    yield frame.to_ndarray(format="rgb24"), frame.pts
-            else:
+            if packet.stream is not stream:
                 writer.copy(packet)
+                continue
+            for frame in packet.decode():
+                waiting.append(frame.to_ndarray(format="rgb24"))
+                if frame.pts is not None:
+                    heapq.heappush(stamps, frame.pts)
+                if len(waiting) > REORDER_DEPTH:
+                    yield waiting.popleft(), heapq.heappop(stamps) if stamps else None
     except av.error.FFmpegError as error:
         raise VideoError(f"{name}: corrupt or truncated video ({_one_line(error)})") from None
+    while waiting:
+        yield waiting.popleft(), heapq.heappop(stamps) if stamps else None
 
 
 def colorize_video(

@@ -312,3 +312,26 @@ def test_hints_given_for_a_later_frame_follow_the_clip(colorizer, photos, tmp_pa
     with pytest.raises(VideoError, match="hints are for frame 40 but the video has 10 frames"):
         colorizer.colorize_video(source, tmp_path / "late.mp4", hints=[(1, 1, (0, 0, 0))], hint_frame=40, progress=False)
     assert not (tmp_path / "late.mp4").exists()
+
+
+def test_timestamps_stamped_in_decoding_order_are_put_right():
+    """AVI with packed B-frames stamps display-ordered frames 1, 2, 3, 5, 4, ... (seen in OpenCV's Megamind.avi)."""
+    from types import SimpleNamespace
+
+    from colorgan.video import _decoded_frames
+
+    video, audio = object(), object()
+    stamps = [1, 2, 3, 5, 4, 6, 8, 7, 9, None, 11]
+    frames = [
+        SimpleNamespace(pts=pts, to_ndarray=lambda format, i=i: np.full((2, 2, 3), i, np.uint8))
+        for i, pts in enumerate(stamps)
+    ]
+    packets = [SimpleNamespace(stream=video, decode=lambda f=f: [f]) for f in frames]
+    packets.insert(3, SimpleNamespace(stream=audio))
+    copied = []
+    container = SimpleNamespace(demux=lambda *streams: iter(packets))
+    writer = SimpleNamespace(copy=copied.append)
+    out = list(_decoded_frames(container, video, [audio], writer, "clip.avi"))
+    assert [int(rgb[0, 0, 0]) for rgb, _ in out] == list(range(len(stamps)))  # frames keep their order
+    assert [pts for _, pts in out] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 11, None]  # stamps sorted; the missing one last
+    assert len(copied) == 1
