@@ -398,12 +398,13 @@ def colorize_video(
                 bar.update(len(batch))
             if written == 0:
                 raise VideoError(f"{src}: the video stream has no frames")
-            if declared and written < declared:
-                raise VideoError(f"{src}: truncated video, decoded {written} of its {declared} frames")
+            # by time, not by the declared frame count: AVI counts time ticks there, not frames
             seconds = _declared_seconds(stream)
             decoded_seconds = float((writer.last_pts - first_pts) * stream.time_base + 1 / fps)
-            if not declared and seconds and decoded_seconds < seconds - max(2 / float(fps), 0.05 * seconds):
-                raise VideoError(f"{src}: truncated video, its frames end at {decoded_seconds:.2f} s of {seconds:.2f} s")
+            if seconds and decoded_seconds < seconds - max(2 / float(fps), 0.05 * seconds):
+                raise VideoError(
+                    f"{src}: truncated video, its {written} frames end at {decoded_seconds:.2f} s of {seconds:.2f} s"
+                )
             if frame_colorizer.has_hints and hint_frame >= written:
                 raise VideoError(f"hints are for frame {hint_frame} but the video has {written} frames")
             writer.close()
