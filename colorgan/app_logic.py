@@ -20,8 +20,8 @@ APP_MAX_PIXELS = 25_000_000
 RENDER_SIZE_RANGE = (128, 1024)  # the generator's long side: beyond 1024 a 2-vCPU Space is too slow
 SATURATION_RANGE = (0.0, 2.0)
 PREVIEW_MAX_SIDE = 2048  # the before/after slider shows at most this; the download is full size
-# Video on a 2-vCPU Space: 480p colorizes at ~12 frames/s on one core (benchmarks/bench_video.py), so
-# the longest clip, 30 s at 30 fps, takes ~75 s and holds one of the two workers meanwhile.
+# Video on a 2-vCPU Space: 480p colorizes at 7-12 frames/s on one core (benchmarks/bench_video.py), so
+# the longest clip, 30 s at 30 fps, takes 75-120 s and holds one of the two workers meanwhile.
 APP_MAX_VIDEO_SECONDS = 30
 APP_MAX_VIDEO_SIDES = (854, 480)  # long side, short side: 480p, 16:9 or narrower, either orientation
 
