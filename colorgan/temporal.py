@@ -12,6 +12,7 @@ colour maths stays in `colorgan.color`.
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import cv2
@@ -28,14 +29,22 @@ class TemporalSettings:
     Args:
         memory: weight of the warped previous colour where the flow is fully trusted, in [0, 1);
             0 is per-frame colorization.
-        cut_threshold: L1 distance between consecutive normalised L* histograms (0..2) above
-            which a frame starts a new shot.
+        cut_threshold: L1 distance between consecutive normalised L* histograms (0..2) above which
+            a frame starts a new shot, if it is also `cut_ratio` times the shot's recent median
+            distance (so steady fast motion, flicker of the film and fades are not cuts) ...
+        cut_ratio: ... that factor.
+        hard_cut_threshold: ... and above which it always does.
         lightness_sigma: L* warp error (Lab units) at which confidence falls to 1/e.
         hint_threshold: flow confidence below which a carried hint pixel is dropped.
     """
 
     memory: float = 0.85
-    cut_threshold: float = 0.6
+    # measured (docs in README): within a shot, consecutive distances stay below 0.08 on synthetic pans
+    # and zooms and below 0.18 on real footage (a hand-held camera at 2 fps); the shot/reverse-shot cuts
+    # of a dialogue measured 0.22-0.32, cuts between different photos 0.3 and up
+    cut_threshold: float = 0.2
+    cut_ratio: float = 4.0
+    hard_cut_threshold: float = 0.6
     lightness_sigma: float = 6.0
     hint_threshold: float = 0.5
 
@@ -132,11 +141,26 @@ class ColorMemory:
         self.previous_lightness: np.ndarray | None = None
         self.previous_histogram: np.ndarray | None = None
         self.previous_ab: np.ndarray | None = None  # (h, w, 2) float32, the last blended output
+        self.recent_distances: deque[float] = deque(maxlen=8)  # histogram steps within the current shot
         self.cuts = 0
 
     def reset(self) -> None:
         """Forget everything (the next frame is treated as the first of a shot)."""
         self.previous_lightness = self.previous_histogram = self.previous_ab = None
+        self.recent_distances.clear()
+
+    def is_cut(self, distance: float) -> bool:
+        """Whether a histogram step of `distance` from the previous frame is a shot cut."""
+        settings = self.settings
+        # the first steps of a shot have no "usual" to compare with: only a hard jump counts there
+        usual = float(np.median(self.recent_distances)) if len(self.recent_distances) >= 2 else np.inf
+        if distance > settings.hard_cut_threshold or (
+            distance > settings.cut_threshold and distance > settings.cut_ratio * usual
+        ):
+            self.recent_distances.clear()
+            return True
+        self.recent_distances.append(distance)
+        return False
 
     def track(self, l_star: torch.Tensor) -> Motion | None:
         """Register the next frame's (1, 1, h, w) L*; its motion from the previous frame, or None.
@@ -150,7 +174,7 @@ class ColorMemory:
         self.previous_lightness, self.previous_histogram = current, current_histogram
         if previous is None or previous.shape != current.shape:
             return None
-        if histogram_distance(current_histogram, previous_histogram) > self.settings.cut_threshold:
+        if self.is_cut(histogram_distance(current_histogram, previous_histogram)):
             self.cuts += 1
             return None
         backward = self.flow.calc(current, previous, None)

@@ -233,14 +233,24 @@ def test_a_shot_cut_resets_the_colour_memory(colorizer, photos):
     assert not np.array_equal(carried[7], fresh[7])  # and the new shot builds its own memory
 
 
-def test_histogram_cut_detector_ignores_a_pan_and_fires_between_photos(photos):
+def _lightness(frame: np.ndarray) -> torch.Tensor:
+    from colorgan.color import lightness
+
+    return lightness(torch.from_numpy(np.require(frame, requirements="CW")).permute(2, 0, 1)[None])  # (1, 1, H, W)
+
+
+@pytest.mark.parametrize("motion", ["pan", "zoom", "fade"])
+def test_histogram_cut_detector_ignores_camera_moves_and_fades_and_fires_between_shots(photos, motion):
     memory = ColorMemory()
-    lightness = lambda frame: torch.from_numpy(np.asarray(Image.fromarray(frame).convert("L"), np.float32) / 2.55)[None, None]  # noqa: E731
-    for frame in pan(photos[0], 12, size=(96, 72)):
-        memory.track(lightness(frame))
+    clip = list(synthetic_clip(photos[0], "pan" if motion == "fade" else motion, (96, 72), 12))
+    if motion == "fade":  # to 30% brightness in 12 frames: every step moves the whole histogram
+        clip = [(frame * (1 - 0.7 * i / 12)).astype(np.uint8) for i, frame in enumerate(clip)]
+    for frame in clip:
+        memory.track(_lightness(frame))
     assert memory.cuts == 0
-    memory.track(lightness(pan(photos[1], 1, size=(96, 72))[0]))
+    assert memory.track(_lightness(pan(photos[1], 1, size=(96, 72))[0])) is None
     assert memory.cuts == 1
+    assert memory.track(_lightness(pan(photos[1], 2, size=(96, 72))[1])) is not None  # the new shot is followed
 
 
 @pytest.fixture(scope="module")
