@@ -32,7 +32,7 @@ import torch
 from .color import denormalize_l
 from .hints import generator_input
 from .imaging import DecodedImage
-from .temporal import CarriedHints, ColorMemory, TemporalSettings
+from .temporal import CarriedHints, ColorMemory, Motion, TemporalSettings
 
 if TYPE_CHECKING:
     from .pipeline import Colorizer, HintInput
@@ -188,7 +188,9 @@ class FrameColorizer:
     def has_hints(self) -> bool:
         return self.hints is not None and (not isinstance(self.hints, (list, tuple)) or len(self.hints) > 0)
 
-    def _with_hints(self, item: DecodedImage, l_full: torch.Tensor, plain_input: torch.Tensor, motion, index: int):
+    def _with_hints(
+        self, item: DecodedImage, l_full: torch.Tensor, plain_input: torch.Tensor, motion: Motion | None, index: int
+    ) -> torch.Tensor:
         # (1, 4, h, w) generator input without hints -> with this frame's (given or carried) hints
         if index == self.hint_frame and self.has_hints:
             hinted = self.colorizer._generator_input(item, l_full, self.hints, self.render_size)
@@ -237,12 +239,6 @@ class FrameColorizer:
             return outputs
 
 
-def colorize_frames(frame_colorizer: FrameColorizer, frames: Iterable[np.ndarray], batch_size: int = BATCH_SIZE):
-    """Stream (H, W, 3) uint8 frames through `frame_colorizer` in batches; yields colour frames in order."""
-    for batch in _batched(frames, batch_size):
-        yield from frame_colorizer(batch)
-
-
 # ----------------------------------------------------------------------------- writing
 def _video_codec() -> str:
     return "libx264" if "libx264" in av.codecs_available else "mpeg4"
@@ -273,13 +269,16 @@ class VideoWriter:
         self.time_base = template.time_base
         self.step = max(1, round(1 / (_frame_rate(template) * template.time_base))) if template.time_base else 1
         self.last_pts: int | None = None
-        self.audio = {}
+        self.audio = {}  # input stream -> output stream, packets copied
+        self.transcoded = {}  # input stream -> AAC output stream, for codecs the container cannot hold
         supported = container.supported_codecs
         for audio in audio_streams:
-            name = audio.codec_context.name
-            if name not in supported:
-                raise VideoError(f"its {name} audio cannot be copied into a {container.format.name} file; use .mkv")
-            self.audio[audio] = container.add_stream_from_template(audio)
+            if audio.codec_context.name in supported:
+                self.audio[audio] = container.add_stream_from_template(audio)
+            else:  # e.g. a camcorder AVI's ADPCM in an MP4: re-encoded, the one case it is not copied
+                rate = audio.codec_context.sample_rate or 48000
+                layout = "mono" if audio.codec_context.channels == 1 else "stereo"  # AAC wants a named layout
+                self.transcoded[audio] = container.add_stream("aac", rate=rate, layout=layout)
 
     def write(self, rgb: np.ndarray, pts: int | None) -> None:
         """Encode one (H, W, 3) uint8 frame at the input frame's `pts` (None: right after the last)."""
@@ -291,14 +290,22 @@ class VideoWriter:
         self.container.mux(self.stream.encode(frame))
 
     def copy(self, packet) -> None:
-        """Remux one input audio packet unchanged (the demuxer's empty flush packets are skipped)."""
-        if packet.dts is None or packet.size == 0:
+        """Remux one input audio packet unchanged (AAC-encode it where the container cannot hold its codec)."""
+        if packet.stream in self.transcoded:
+            output = self.transcoded[packet.stream]
+            for frame in packet.decode():  # the demuxer's final empty packet flushes the decoder
+                frame.pts = None  # the encoder counts samples from the start
+                self.container.mux(output.encode(frame))
+            return
+        if packet.dts is None or packet.size == 0:  # the demuxer's flush packets
             return
         packet.stream = self.audio[packet.stream]
         self.container.mux(packet)
 
     def close(self) -> None:
         self.container.mux(self.stream.encode(None))
+        for output in self.transcoded.values():
+            self.container.mux(output.encode(None))
         self.container.close()
 
 
@@ -330,7 +337,10 @@ def _decoded_frames(container, stream, audio_streams, writer: VideoWriter, name:
     try:
         for packet in container.demux(stream, *audio_streams):
             if packet.stream is not stream:
-                writer.copy(packet)
+                try:
+                    writer.copy(packet)
+                except av.error.FFmpegError as error:  # not the video's fault: say what failed
+                    raise VideoError(f"{name}: cannot carry its audio over ({_one_line(error)})") from None
                 continue
             for frame in packet.decode():
                 waiting.append(frame.to_ndarray(format="rgb24"))
@@ -383,14 +393,19 @@ def colorize_video(
         try:
             # MP4/MOV: the index goes first, so a browser can play while downloading
             options = {"movflags": "+faststart"} if dst.suffix.lower() != ".mkv" else {}
-            writer = VideoWriter(av.open(str(temporary), "w", options=options), stream, audio_streams)
+            output = av.open(str(temporary), "w", options=options)
+            try:
+                writer = VideoWriter(output, stream, audio_streams)
+            except BaseException:
+                output.close()
+                raise
         except av.error.FFmpegError as error:
             raise VideoError(f"{dst}: cannot write this video ({_one_line(error)})") from None
         bar = tqdm(total=declared or None, unit="frame", disable=not progress, file=sys.stderr, desc=src.name)
         written, first_pts = 0, None
         try:
             decoded = _decoded_frames(container, stream, audio_streams, writer, str(src))
-            for batch in _batched(decoded, batch_size):
+            for batch in batched(decoded, batch_size):
                 for colour, (_, pts) in zip(frame_colorizer([rgb for rgb, _ in batch]), batch):
                     writer.write(colour, pts)
                     first_pts = writer.last_pts if first_pts is None else first_pts
@@ -416,7 +431,8 @@ def colorize_video(
     return VideoResult(written, fps, frame_colorizer.cuts, time.perf_counter() - started)
 
 
-def _batched(items: Iterable, size: int) -> Iterator[list]:
+def batched(items: Iterable, size: int) -> Iterator[list]:
+    """Lists of `size` consecutive items (the last one shorter), drawn lazily."""
     batch: list = []
     for item in items:
         batch.append(item)

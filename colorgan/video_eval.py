@@ -35,7 +35,7 @@ from .color import rgb_to_lab
 from .imaging import IMAGE_SUFFIXES, ImageError, open_image
 from .metrics import psnr
 from .temporal import TemporalSettings, flow_confidence, lightness_u8, warp
-from .video import BATCH_SIZE, FrameColorizer, VideoError, _batched, open_video
+from .video import BATCH_SIZE, FrameColorizer, VideoError, batched, open_video
 
 FLICKER_MAX_SIDE = 320  # flicker is measured on frames shrunk to this (ab is smooth; flow is costly)
 VALID_CONFIDENCE = 0.5
@@ -204,7 +204,7 @@ def evaluate_clip(
     psnr_sums = dict.fromkeys(runs, 0.0)
     seconds = dict.fromkeys(runs, 0.0)
     count = 0
-    for batch in _batched(frames, batch_size):
+    for batch in batched(frames, batch_size):
         truth = torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2)
         for key, run in runs.items():
             started = time.perf_counter()

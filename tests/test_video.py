@@ -81,6 +81,29 @@ def test_frames_fps_size_and_audio_are_kept(colorizer, photos, tmp_path, suffix,
     assert leftovers(tmp_path) == []
 
 
+def test_audio_the_container_cannot_hold_is_reencoded_to_aac(colorizer, photos, tmp_path):
+    """A camcorder-style AVI with IMA ADPCM sound, which MP4 cannot hold: the sound is kept as AAC."""
+    source, output = tmp_path / "camcorder.avi", tmp_path / "colour.mp4"
+    with av.open(str(source), "w") as container:
+        video = container.add_stream("mpeg4", rate=12)
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        audio = container.add_stream("adpcm_ima_wav", rate=16000, layout="mono")
+        for frame in pan(photos[0], 12):
+            container.mux(video.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(video.encode(None))
+        tone = (9000 * np.sin(2 * np.pi * 440 * np.arange(16000) / 16000)).astype(np.int16)
+        samples = av.AudioFrame.from_ndarray(tone[None], format="s16", layout="mono")
+        samples.sample_rate, samples.pts = 16000, 0
+        container.mux(audio.encode(samples))
+        container.mux(audio.encode(None))
+    colorizer.colorize_video(source, output, progress=False)
+    assert probe(output).frames == 12
+    with av.open(str(output)) as container:
+        sound = container.streams.audio[0]
+        assert sound.codec_context.name == "aac" and sound.codec_context.sample_rate == 16000
+        assert float(sound.duration * sound.time_base) == pytest.approx(1.0, abs=0.15)
+
+
 def test_output_keeps_each_frames_lightness(colorizer, photos, tmp_path):
     from skimage.color import rgb2lab
 
