@@ -192,7 +192,8 @@ class Colorizer:
             src: the input video (any container and codec FFmpeg reads).
             dst: the output, `.mp4`, `.m4v`, `.mov` or `.mkv` (H.264 video, audio copied unchanged).
             hints: colour hints for frame `hint_frame`, as for a photo (points in the frame's pixel
-                coordinates or an RGBA layer of the frame's size); they follow the motion until a shot cut.
+                coordinates or an RGBA layer of the frame's size); they follow the motion until a shot cut
+                (with `temporal=False`, only that frame gets them).
             hint_frame: the index of the frame the hints are given for.
             saturation: multiplies the predicted chroma.
             render_size: long side at which the generator runs (default: the model's own).

@@ -368,3 +368,25 @@ def test_timestamps_stamped_in_decoding_order_are_put_right():
     assert [int(rgb[0, 0, 0]) for rgb, _ in out] == list(range(len(stamps)))  # frames keep their order
     assert [pts for _, pts in out] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 11, None]  # stamps sorted; the missing one last
     assert len(copied) == 1
+
+
+def test_eval_video_cli_scores_photo_pans_and_clips(tiny_model_dir, photos_dir, tmp_path, capsys):
+    import json
+    import shutil
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(val_photo_paths(photos_dir, 1)[0], folder)
+    clip = tmp_path / "clip.mp4"
+    encode_clip(pan(Image.open(val_photo_paths(photos_dir, 1)[0]), 6), clip, 12)
+    summary = tmp_path / "scores.json"
+    arguments = ["eval-video", str(folder), str(clip), "--model", str(tiny_model_dir), "--frames", "5"]
+    assert main([*arguments, "--size", "64x48", "--summary-json", str(summary)]) == 0
+    table = capsys.readouterr().out
+    assert "| clip.mp4 | 6 |" in table and " pan | 5 |" in table and " zoom | 5 |" in table and "**mean**" in table
+    scores = json.loads(summary.read_text())
+    assert len(scores) == 3
+    for row in scores:
+        assert all(np.isfinite(row[key]) for key in ("flicker_per_frame", "flicker_temporal", "psnr_temporal"))
+    assert main(["eval-video", str(tmp_path / "missing.mp4"), "--model", str(tiny_model_dir)]) == 2
+    assert_one_line(capsys.readouterr().err)
