@@ -227,7 +227,9 @@ class FrameColorizer:
                 # flow needs only L*, so the whole batch is tracked before one batched prediction
                 motion = self.memory.track(denormalize_l(plain[:, :1])) if self.memory is not None else None
                 inputs.append(self._with_hints(item, l_full, plain, motion, self.frames_done))
-                motions.append(motion)
+                # new hints restart the colour there, rather than fading in under the memory's weight
+                given_hints = self.frames_done == self.hint_frame and self.has_hints
+                motions.append(None if given_hints else motion)
                 self.frames_done += 1
             predictions = colorizer._predict(inputs)
             outputs = []

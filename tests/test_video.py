@@ -340,7 +340,9 @@ def test_hints_given_for_a_later_frame_follow_the_clip(colorizer, photos, tmp_pa
     frames = list(read_frames(source))
     frame_colorizer(frames[:3])
     assert frame_colorizer.carried_hints is None  # nothing before the hint frame
-    frame_colorizer(frames[3:])
+    carried = frame_colorizer(frames[3:])
+    fresh = FrameColorizer(colorizer, hints=[(32, 24, (200, 30, 30))], hint_frame=0, temporal=None)(frames[3:4])
+    assert np.array_equal(carried[0], fresh[0])  # the hint frame starts afresh: hints are not faded in
     assert frame_colorizer.carried_hints is not None and frame_colorizer.carried_hints.tensors()[1].sum() > 0
     with pytest.raises(VideoError, match="hints are for frame 40 but the video has 10 frames"):
         colorizer.colorize_video(source, tmp_path / "late.mp4", hints=[(1, 1, (0, 0, 0))], hint_frame=40, progress=False)
