@@ -86,7 +86,8 @@ def throughput(colorizer: Colorizer, args: argparse.Namespace) -> None:
         for label, rate in rates.items():
             print(f"854x480, {len(frames)} frames, {label}: {rate:.2f} frames/s (best of {args.repeat})")
         temporal, per_frame, reference = rates.values()
-        print(f"temporal video / photo path: {temporal / reference:.2f}x; temporal / per-frame video: {temporal / per_frame:.2f}x")
+        print(f"temporal video / photo path: {temporal / reference:.2f}x;"
+              f" temporal / per-frame video: {temporal / per_frame:.2f}x")
 
 
 def main() -> None:

@@ -326,7 +326,9 @@ def atomic_destination(destination: Path):
         raise
 
 
-def _decoded_frames(container, stream, audio_streams, writer: VideoWriter, name: str) -> Iterator[tuple[np.ndarray, int | None]]:
+def _decoded_frames(
+    container, stream, audio_streams, writer: VideoWriter, name: str
+) -> Iterator[tuple[np.ndarray, int | None]]:
     """(H, W, 3) uint8 RGB frames in display order with their timestamps; audio packets go to `writer`.
 
     Frames come out of the decoder in display order, but some containers (AVI with packed B-frames)

@@ -35,7 +35,7 @@ from .color import rgb_to_lab
 from .imaging import IMAGE_SUFFIXES, ImageError, open_image
 from .metrics import psnr
 from .temporal import TemporalSettings, flow_confidence, lightness_u8, warp
-from .video import BATCH_SIZE, FrameColorizer, VideoError, batched, open_video
+from .video import BATCH_SIZE, FrameColorizer, VideoError, _one_line, batched, open_video
 
 FLICKER_MAX_SIDE = 320  # flicker is measured on frames shrunk to this (ab is smooth; flow is costly)
 VALID_CONFIDENCE = 0.5
@@ -126,15 +126,21 @@ def read_frames(path: str | Path, max_frames: int | None = None, max_side: int |
                     return
                 if max_side and max(frame.width, frame.height) > max_side:
                     scale = max_side / max(frame.width, frame.height)
-                    frame = frame.reformat(width=2 * round(frame.width * scale / 2), height=2 * round(frame.height * scale / 2))
+                    width, height = 2 * round(frame.width * scale / 2), 2 * round(frame.height * scale / 2)
+                    frame = frame.reformat(width=width, height=height)
                 yield frame.to_ndarray(format="rgb24")
                 count += 1
         except av.error.FFmpegError as error:
-            raise VideoError(f"{path}: corrupt or truncated video ({error})") from None
+            raise VideoError(f"{path}: corrupt or truncated video ({_one_line(error)})") from None
 
 
 def encode_clip(
-    frames: Iterable[np.ndarray], path: str | Path, fps: int = 24, *, audio_hz: float | None = None, codec: str = "libx264"
+    frames: Iterable[np.ndarray],
+    path: str | Path,
+    fps: int = 24,
+    *,
+    audio_hz: float | None = None,
+    codec: str = "libx264",
 ) -> int:
     """Write (H, W, 3) uint8 frames as a video (tests and benchmarks), optionally with a sine tone.
 

@@ -301,7 +301,8 @@ def test_flicker_metric(photos):
     moving = pan(photos[0], 8, size=(96, 72))
     steady = flicker(moving)
     # ... while the same frames with colour jumping from frame to frame flicker strongly
-    jumping = [np.clip(f.astype(int) + (18 if i % 2 else -18) * np.array([1, -1, 0]), 0, 255).astype(np.uint8) for i, f in enumerate(moving)]
+    shift = np.array([1, -1, 0])  # toward red / toward green, alternately
+    jumping = [np.clip(f.astype(int) + (18 if i % 2 else -18) * shift, 0, 255).astype(np.uint8) for i, f in enumerate(moving)]
     assert steady < 2.0 and flicker(jumping) > 3 * steady + 5
 
 
@@ -345,7 +346,9 @@ def test_hints_given_for_a_later_frame_follow_the_clip(colorizer, photos, tmp_pa
     assert np.array_equal(carried[0], fresh[0])  # the hint frame starts afresh: hints are not faded in
     assert frame_colorizer.carried_hints is not None and frame_colorizer.carried_hints.tensors()[1].sum() > 0
     with pytest.raises(VideoError, match="hints are for frame 40 but the video has 10 frames"):
-        colorizer.colorize_video(source, tmp_path / "late.mp4", hints=[(1, 1, (0, 0, 0))], hint_frame=40, progress=False)
+        colorizer.colorize_video(
+            source, tmp_path / "late.mp4", hints=[(1, 1, (0, 0, 0))], hint_frame=40, progress=False
+        )
     assert not (tmp_path / "late.mp4").exists()
 
 
