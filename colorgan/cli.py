@@ -13,8 +13,8 @@ from PIL import Image
 from .checkpoint import CheckpointError
 from .evaluate import add_eval_parser
 from .hub import add_push_parser
-from .video_eval import add_eval_video_parser
 from .imaging import IMAGE_SUFFIXES, ImageError, open_image
+from .video_eval import add_eval_video_parser
 
 
 def expand_inputs(paths: list[str]) -> Iterator[Path]:
