@@ -19,9 +19,12 @@ import torch
 
 from colorgan import CheckpointError, Colorizer
 from colorgan.app_logic import (
+    APP_MAX_VIDEO_SECONDS,
+    APP_MAX_VIDEO_SIDES,
     RENDER_SIZE_RANGE,
     SATURATION_RANGE,
     before_and_after,
+    colorize_clip,
     colorize_photo,
     save_png,
     split_editor_value,
@@ -42,6 +45,12 @@ to the photo's edges. Only the hue and saturation of your strokes count, the pho
 and shade. Without strokes the model chooses all colours itself."""
 COMPARE_CHOICES = [("black-and-white → colour", "photo"), ("without your hints → with them", "hints")]
 
+VIDEO_INTRO = f"""Upload a short black-and-white clip (MP4, MOV, MKV, AVI, WebM; at most {APP_MAX_VIDEO_SECONDS} seconds
+and {APP_MAX_VIDEO_SIDES[0]}x{APP_MAX_VIDEO_SIDES[1]}, 480p, either way round: this Space has two small CPUs) and press
+**Colorize video**. Colour is carried from frame to frame along the motion, so it does not flicker, and starts
+afresh at each cut. You get an MP4 of the same size, frame rate and length, with the clip's sound. Longer or
+larger films: `colorgan colorize-video` on your own machine."""
+
 
 @contextmanager
 def errors_shown_to_user():
@@ -59,8 +68,10 @@ def build_demo(colorizer: Colorizer) -> gr.Blocks:
         colorizer: the model every request uses (loaded once, shared by the workers).
     """
 
+    limits = {"concurrency_limit": WORKERS, "concurrency_id": "colorizer"}  # photos and videos share the workers
     with gr.Blocks(title="colorgan", delete_cache=(1800, 3600)) as demo:
         gr.Markdown(INTRO)
+        with gr.Tab("Photo", id="photo-tab"):
         with gr.Row():
             with gr.Column():
                 editor = gr.ImageEditor(
@@ -128,7 +139,6 @@ def build_demo(colorizer: Colorizer) -> gr.Blocks:
                 colorized = colorize_photo(colorizer, image, hints, saturation=saturation, render_size=render_size)
             return save_png(colorized, api_result.GRADIO_CACHE, stem=f"{Path(image).stem}_color")
 
-        limits = {"concurrency_limit": WORKERS, "concurrency_id": "colorizer"}
         colorize_button.click(
             colorize_in_editor,
             inputs=[editor, saturation, render_size, compare],
@@ -156,8 +166,47 @@ def build_demo(colorizer: Colorizer) -> gr.Blocks:
             label="Examples (see examples/ATTRIBUTION.tsv for their sources and licences)",
             elem_id="examples",
         )
+        with gr.Tab("Video", id="video-tab"):
+            build_video_tab(colorizer, limits)
     demo.queue(max_size=QUEUE_SIZE)
     return demo
+
+
+def build_video_tab(colorizer: Colorizer, limits: dict) -> None:
+    """The Video tab and its `/colorize_video` endpoint (inside an open `gr.Tab`)."""
+    gr.Markdown(VIDEO_INTRO)
+    with gr.Row():
+        with gr.Column():
+            clip = gr.Video(label="Black-and-white clip", sources=["upload"], elem_id="clip")
+            saturation = gr.Slider(*SATURATION_RANGE, value=1.0, step=0.05, label="Saturation")
+            render_size = gr.Slider(
+                *RENDER_SIZE_RANGE, value=colorizer.default_render_size, step=64, label="Render resolution"
+            )
+            button = gr.Button("Colorize video", variant="primary", elem_id="colorize-video")
+        with gr.Column():
+            colorized = gr.Video(
+                label="Colorized (MP4 with the original sound)",
+                interactive=False,
+                buttons=["download"],
+                elem_id="colorized-clip",
+            )
+
+    def colorize_video(video: str, saturation: float = 1.0, render_size: int | None = None) -> str:
+        """Colorize a short clip; returns an MP4 (H.264) with the clip's frames, frame rate and sound.
+
+        Args:
+            video: the clip (MP4, MOV, MKV, AVI, WebM...), at most 30 s and 854x480.
+            saturation: chroma multiplier, 0 (gray) to 2.
+            render_size: long side in pixels at which the model runs, 128 to 1024 (default: the model's own).
+        """
+        with errors_shown_to_user():
+            return colorize_clip(
+                colorizer, video, colorized.GRADIO_CACHE, saturation=saturation, render_size=render_size
+            )
+
+    button.click(
+        colorize_video, inputs=[clip, saturation, render_size], outputs=colorized, api_name="colorize_video", **limits
+    )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -13,6 +13,7 @@ from PIL import Image, ImageOps
 from .hints import with_alpha
 from .imaging import ImageError, open_image
 from .pipeline import Colorizer
+from .video import VideoError, probe
 
 # 25 MP covers a 6000x4000 (24 MP) scan; the colour maths runs in ~1 MP slices, so one such
 # request adds about 0.7 GB at its peak, which two concurrent workers on a small Space can afford.
@@ -20,6 +21,10 @@ APP_MAX_PIXELS = 25_000_000
 RENDER_SIZE_RANGE = (128, 1024)  # the generator's long side: beyond 1024 a 2-vCPU Space is too slow
 SATURATION_RANGE = (0.0, 2.0)
 PREVIEW_MAX_SIDE = 2048  # the before/after slider shows at most this; the download is full size
+# Video on a 2-vCPU Space: 480p colorizes at 7-12 frames/s on one core (benchmarks/bench_video.py), so
+# the longest clip, 30 s at 30 fps, takes 75-120 s and holds one of the two workers meanwhile.
+APP_MAX_VIDEO_SECONDS = 30
+APP_MAX_VIDEO_SIDES = (854, 480)  # long side, short side: 480p, 16:9 or narrower, either orientation
 
 ImageSource = str | os.PathLike | Image.Image
 
@@ -94,6 +99,20 @@ def split_editor_value(
     return photo, merge_hint_layers(value.get("layers") or [], photo.size)
 
 
+def checked_settings(colorizer: Colorizer, saturation: float, render_size: int | None) -> int:
+    """Check the app's saturation and render size ranges; returns the render size to use.
+
+    Raises:
+        ValueError: saturation or render size out of the app's range.
+    """
+    if not SATURATION_RANGE[0] <= saturation <= SATURATION_RANGE[1]:
+        raise ValueError(f"saturation must be between {SATURATION_RANGE[0]} and {SATURATION_RANGE[1]}")
+    render_size = colorizer.default_render_size if render_size is None else render_size
+    if not RENDER_SIZE_RANGE[0] <= render_size <= RENDER_SIZE_RANGE[1]:
+        raise ValueError(f"render resolution must be between {RENDER_SIZE_RANGE[0]} and {RENDER_SIZE_RANGE[1]}")
+    return int(render_size)
+
+
 def colorize_photo(
     colorizer: Colorizer,
     image: ImageSource,
@@ -121,11 +140,7 @@ def colorize_photo(
         ImageError: a bad photo or hint layer; the message is one line.
         ValueError: saturation or render size out of range.
     """
-    if not SATURATION_RANGE[0] <= saturation <= SATURATION_RANGE[1]:
-        raise ValueError(f"saturation must be between {SATURATION_RANGE[0]} and {SATURATION_RANGE[1]}")
-    render_size = colorizer.default_render_size if render_size is None else render_size
-    if not RENDER_SIZE_RANGE[0] <= render_size <= RENDER_SIZE_RANGE[1]:
-        raise ValueError(f"render resolution must be between {RENDER_SIZE_RANGE[0]} and {RENDER_SIZE_RANGE[1]}")
+    render_size = checked_settings(colorizer, saturation, render_size)
     if image is None:
         raise ImageError("no image given")
     photo = load_photo(image, max_pixels=max_pixels)
@@ -175,3 +190,71 @@ def save_png(image: Image.Image, folder: str | os.PathLike, stem: str = "coloriz
     path = Path(tempfile.mkdtemp(dir=folder)) / f"{stem}.png"
     image.save(path, format="PNG", compress_level=3)  # level 3: ~3x faster than 6, a few % larger
     return str(path)
+
+
+def check_clip(path: str | os.PathLike, *, max_seconds: float = APP_MAX_VIDEO_SECONDS,
+               max_sides: tuple[int, int] = APP_MAX_VIDEO_SIDES) -> None:
+    """Refuse a clip that is not a readable video or is longer or larger than the app takes.
+
+    Raises:
+        VideoError: one line, naming the file by its base name.
+    """
+    path = Path(path)
+    try:
+        info = probe(path)
+    except VideoError as error:
+        raise VideoError(str(error).replace(str(path), path.name)) from None
+    long_side, short_side = max(info.width, info.height), min(info.width, info.height)
+    if long_side > max_sides[0] or short_side > max_sides[1]:
+        raise VideoError(
+            f"{path.name}: {info.width}x{info.height} is larger than the app takes"
+            f" ({max_sides[0]}x{max_sides[1]}, 480p); shrink it first or use the colorgan command line"
+        )
+    if info.duration <= 0:
+        raise VideoError(f"{path.name}: cannot tell how long the clip is")
+    if info.duration > max_seconds:
+        raise VideoError(
+            f"{path.name}: {info.duration:.0f} s is longer than the app's {max_seconds:.0f} s;"
+            " cut it first or use the colorgan command line"
+        )
+
+
+def colorize_clip(
+    colorizer: Colorizer,
+    video: str | os.PathLike,
+    folder: str | os.PathLike,
+    *,
+    saturation: float = 1.0,
+    render_size: int | None = None,
+    max_seconds: float = APP_MAX_VIDEO_SECONDS,
+    max_sides: tuple[int, int] = APP_MAX_VIDEO_SIDES,
+) -> str:
+    """The Video tab's work: check the clip's limits and colorize it into an MP4 with its sound.
+
+    Args:
+        colorizer: the loaded model.
+        video: the uploaded clip's path.
+        folder: where to write (a fresh subfolder of it; the app passes Gradio's cache).
+        saturation: chroma multiplier, within `SATURATION_RANGE`.
+        render_size: long side at which the generator runs, within `RENDER_SIZE_RANGE`.
+        max_seconds, max_sides: the clip limits (duration; long and short side).
+
+    Returns:
+        The path of `<name>_color.mp4`.
+
+    Raises:
+        VideoError: no clip, a bad one or one over the limits; one line naming the file by its base name.
+        ValueError: saturation or render size out of range.
+    """
+    render_size = checked_settings(colorizer, saturation, render_size)
+    if video is None:
+        raise VideoError("no video given: upload a clip first")
+    video = Path(video)
+    check_clip(video, max_seconds=max_seconds, max_sides=max_sides)
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    destination = Path(tempfile.mkdtemp(dir=folder)) / f"{video.stem}_color.mp4"
+    try:
+        colorizer.colorize_video(video, destination, saturation=saturation, render_size=render_size, progress=False)
+    except VideoError as error:
+        raise VideoError(str(error).replace(str(video), video.name)) from None
+    return str(destination)

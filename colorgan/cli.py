@@ -16,6 +16,7 @@ from .evaluate import add_eval_parser
 from .hub import add_push_parser
 from .hints import Hint, with_alpha
 from .imaging import IMAGE_SUFFIXES, ImageError, open_image
+from .video_eval import add_eval_video_parser
 
 
 def expand_inputs(paths: list[str]) -> Iterator[Path]:
@@ -150,11 +151,79 @@ def add_colorize_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run_colorize)
 
 
+def video_output_path(source: Path, output: str | None) -> Path:
+    """`-o` as given, else `<name>_color.mp4` beside the input."""
+    return Path(output) if output else source.with_name(f"{source.stem}_color.mp4")
+
+
+def run_colorize_video(args: argparse.Namespace) -> int:
+    from .pipeline import Colorizer
+    from .video import VideoError
+
+    source = Path(args.input)
+    destination = video_output_path(source, args.output)
+    if destination.exists() and not args.overwrite:
+        print(f"error: {destination} exists (use --overwrite to replace it)", file=sys.stderr)
+        return 2
+    hints = None
+    if args.hints:
+        try:
+            hints = with_alpha(open_image(args.hints))
+        except ValueError as error:  # ImageError is one too
+            print(f"error: hint layer {error}", file=sys.stderr)
+            return 2
+    try:
+        colorizer = Colorizer.from_pretrained(args.model, device=args.device)
+    except (CheckpointError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        result = colorizer.colorize_video(
+            source,
+            destination,
+            hints=hints,
+            hint_frame=args.hint_frame,
+            saturation=args.saturation,
+            render_size=args.render_size,
+            temporal=not args.per_frame,
+            progress=not args.quiet,
+        )
+    except (VideoError, ValueError, OSError) as error:
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+        return 1
+    print(
+        f"wrote {destination}: {result.frames} frames at {float(result.fps):.3f} fps, {result.cuts} shot cuts,"
+        f" {result.frames_per_second:.1f} frames/s",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def add_colorize_video_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "colorize-video", help="colorize a video without flicker; keeps its size, frames, frame rate and audio"
+    )
+    parser.add_argument("input", help="the video file (any container and codec FFmpeg reads)")
+    parser.add_argument("-o", "--output", help="output .mp4/.m4v/.mov/.mkv (default: <name>_color.mp4 beside it)")
+    parser.add_argument("--model", help="model folder or Hub repo id (default: the bundled starter model)")
+    parser.add_argument("--saturation", type=float, default=1.0, help="chroma multiplier, 0..4 (default 1)")
+    parser.add_argument("--render-size", type=int, help="long side the model runs at (default: the model's own)")
+    parser.add_argument("--hints", help="RGBA PNG of the frame's size, painted where colour is wanted")
+    parser.add_argument("--hint-frame", type=int, default=0, help="the frame the hints are painted on (default 0)")
+    parser.add_argument("--per-frame", action="store_true", help="no temporal consistency (flickers; for comparison)")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.set_defaults(handler=run_colorize_video)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="colorgan", description="Colorize black-and-white photos with a GAN.")
     subparsers = parser.add_subparsers(dest="command", required=True)
     add_colorize_parser(subparsers)
+    add_colorize_video_parser(subparsers)
     add_eval_parser(subparsers)
+    add_eval_video_parser(subparsers)
     add_push_parser(subparsers)
     return parser
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +21,9 @@ from .hints import Hint, check_hint_layer, generator_input, layer_to_hints, poin
 from .imaging import DecodedImage, decode, open_image, to_pil
 from .models import RENDER_SIZE_LIMITS, UNetGenerator
 from .propagation import propagate_hints
+
+if TYPE_CHECKING:
+    from .video import VideoResult
 
 STARTER_MODEL = Path(__file__).parent / "pretrained" / "starter"
 ImageInput = str | os.PathLike | bytes | Image.Image
@@ -165,12 +169,7 @@ class Colorizer:
 
         Args are those of `__call__`, with `hints` one entry per image (or None).
         """
-        render_size = self.default_render_size if render_size is None else render_size
-        if not 0.0 <= saturation <= 4.0:
-            raise ValueError(f"saturation must be between 0 and 4, got {saturation}")
-        low, high = RENDER_SIZE_LIMITS
-        if not low <= render_size <= high:
-            raise ValueError(f"render_size must be between {low} and {high}, got {render_size}")
+        render_size = self._checked_settings(saturation, render_size)
         hints = list(hints) if hints is not None else [None] * len(images)
         if len(hints) != len(images):
             raise ValueError(f"got {len(hints)} hint entries for {len(images)} images")
@@ -188,6 +187,57 @@ class Colorizer:
                 to_pil(self._recombine(l_full, ab), item.alpha)
                 for item, l_full, ab in zip(decoded, lightness_maps, ab_small)
             ]
+
+    def colorize_video(
+        self,
+        src: str | os.PathLike,
+        dst: str | os.PathLike,
+        *,
+        hints: HintInput = None,
+        hint_frame: int = 0,
+        saturation: float = 1.0,
+        render_size: int | None = None,
+        temporal: bool = True,
+        progress: bool = True,
+    ) -> "VideoResult":
+        """Colorize a video file, keeping its size, frame count, frame rate and audio.
+
+        Colour is carried from frame to frame along the optical flow, so it does not flicker, and
+        the memory is cleared at shot cuts (colorgan/temporal.py). Frames stream in batches; the
+        output is written to a temporary file beside `dst` and renamed when complete.
+
+        Args:
+            src: the input video (any container and codec FFmpeg reads).
+            dst: the output, `.mp4`, `.m4v`, `.mov` or `.mkv` (H.264 video, audio copied unchanged).
+            hints: colour hints for frame `hint_frame`, as for a photo (points in the frame's pixel
+                coordinates or an RGBA layer of the frame's size); they follow the motion until a shot cut
+                (with `temporal=False`, only that frame gets them).
+            hint_frame: the index of the frame the hints are given for.
+            saturation: multiplies the predicted chroma.
+            render_size: long side at which the generator runs (default: the model's own).
+            temporal: False colorizes each frame on its own (for comparison; it flickers).
+            progress: show a progress bar with frames per second on stderr.
+
+        Raises:
+            VideoError: a bad input or destination, with a one-line reason.
+        """
+        from .temporal import TemporalSettings
+        from .video import colorize_video
+
+        return colorize_video(
+            self, src, dst, hints=hints, hint_frame=hint_frame, saturation=saturation, render_size=render_size,
+            temporal=TemporalSettings() if temporal else None, progress=progress,
+        )
+
+    def _checked_settings(self, saturation: float, render_size: int | None) -> int:
+        """Validate the shared settings; returns the render size to use."""
+        render_size = self.default_render_size if render_size is None else render_size
+        if not 0.0 <= saturation <= 4.0:
+            raise ValueError(f"saturation must be between 0 and 4, got {saturation}")
+        low, high = RENDER_SIZE_LIMITS
+        if not low <= render_size <= high:
+            raise ValueError(f"render_size must be between {low} and {high}, got {render_size}")
+        return render_size
 
     def _full_resolution_lightness(self, item: DecodedImage) -> torch.Tensor:
         # (1, 3, H, W) uint8/float on cpu -> (1, 1, H, W) L* float32 on the device

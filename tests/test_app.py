@@ -445,3 +445,58 @@ def test_python_app_py_serves_on_gradio_server_port(tiny_model_dir, tmp_path):
             server.kill()
             server.wait()
     assert list(tmp_path.iterdir()) == []  # nothing written to the working directory
+
+
+# ----------------------------------------------------------------------------- the Video tab
+def make_clip(path: Path, photo_path: Path, size=(96, 64), frames=10, fps=12, audio=True) -> Path:
+    from colorgan.video_eval import encode_clip, synthetic_clip
+
+    encode_clip(synthetic_clip(Image.open(photo_path), "pan", size, frames), path, fps, audio_hz=440.0 if audio else None)
+    return path
+
+
+def test_api_colorize_video_returns_an_mp4_with_the_clips_frames_and_sound(client, photo_path, tmp_path):
+    from gradio_client import handle_file
+
+    from colorgan.video import probe
+
+    clip = make_clip(tmp_path / "home movie.mp4", photo_path)
+    result = client.predict(handle_file(str(clip)), api_name="/colorize_video")
+    path = Path(result)  # the MP4's path, downloaded
+    info, original = probe(path), probe(clip)
+    assert path.name == "home movie_color.mp4"
+    assert (info.width, info.height, info.frames, info.fps) == (96, 64, 10, original.fps)
+    assert info.codec == "h264" and info.audio_streams == 1
+
+
+def test_video_tab_limits_and_bad_clips_get_one_line_errors(app_module, client, photo_path, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    from colorgan.app_logic import APP_MAX_VIDEO_SIDES, colorize_clip
+    from colorgan.video import VideoError
+
+    wide = make_clip(tmp_path / "wide.mp4", photo_path, size=(APP_MAX_VIDEO_SIDES[0] + 2, 96), frames=2)
+    (tmp_path / "notes.mp4").write_text("not a video")
+    for path, words in [(wide, "larger than the app takes"), (tmp_path / "notes.mp4", "not a video file")]:
+        with pytest.raises(AppError) as caught:
+            client.predict(handle_file(str(path)), api_name="/colorize_video")
+        message = str(caught.value)
+        assert words in message and one_line(message) and str(tmp_path) not in message, message
+    # the duration limit, checked without a long upload: a 2 s clip against a 1 s limit
+    long_clip = make_clip(tmp_path / "long.mp4", photo_path, frames=24, fps=12)
+    with pytest.raises(VideoError, match="long.mp4: 2 s is longer than the app's 1 s"):
+        colorize_clip(client_colorizer(tmp_path), long_clip, tmp_path / "out", max_seconds=1)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.mp4"))
+
+
+def client_colorizer(folder: Path):
+    """A stand-in model: the limits are checked before any colorizing."""
+
+    class NoModel:
+        default_render_size = 256
+
+        def colorize_video(self, *args, **kwargs):
+            raise AssertionError("a clip over the limits must not be colorized")
+
+    return NoModel()

@@ -1,0 +1,118 @@
+"""Video: flicker and PSNR of per-frame vs temporally consistent colorization, and throughput at 480p.
+
+    python benchmarks/bench_video.py                 # 12 val photos x (pan, zoom), 32 frames at 320x240
+    python benchmarks/bench_video.py --limit 43 --clip some_colour_film.mp4
+
+1. Quality, on synthetic camera moves over the real photos of ../shared/photos/val (and any colour
+   clips given with --clip): each clip is colorized from its L*, frame by frame and with the flow-
+   based colour memory; printed are the motion-compensated flicker (mean |Δab| between consecutive
+   frames, `colorgan.video_eval.flicker`) and the PSNR against the clip's true colours.
+2. Throughput: `colorize_video` end to end (decode, colorize, encode, audio copy) on a 854x480 pan
+   with a sound track, in frames per second, temporal and per-frame, measured in the same run.
+
+Uses the bundled starter model at its own render size unless --model/--render-size say otherwise.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from colorgan import Colorizer
+from colorgan.imaging import open_image
+from colorgan.temporal import TemporalSettings
+from colorgan.video import BATCH_SIZE, colorize_video
+from colorgan.video_eval import clips_from, encode_clip, evaluate_clip, read_frames, summary_table, synthetic_clip
+
+PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "photos" / "val"
+
+
+def quality(colorizer: Colorizer, args: argparse.Namespace) -> None:
+    sources = [str(args.photos)] + list(args.clip)
+    scores = []
+    for name, frames in clips_from(
+        sources, frames=args.frames, size=(320, 240), limit=args.limit, max_frames=args.max_frames, max_side=480
+    ):
+        scores.append(evaluate_clip(colorizer, name, frames, render_size=args.render_size))
+        print(f"  {name}: flicker {scores[-1].flicker_per_frame:.2f} -> {scores[-1].flicker_temporal:.2f}", flush=True)
+    synthetic = [s for s in scores if s.name.endswith((" pan", " zoom"))]
+    print(summary_table(scores))
+    for label, group in (("synthetic pans and zooms", synthetic), ("all clips", scores)):
+        if not group:
+            continue
+        flicker_pf = np.mean([s.flicker_per_frame for s in group])
+        flicker_t = np.mean([s.flicker_temporal for s in group])
+        psnr_pf = np.mean([s.psnr_per_frame for s in group])
+        psnr_t = np.mean([s.psnr_temporal for s in group])
+        print(
+            f"{label} ({len(group)} clips): flicker {flicker_pf:.2f} per-frame -> {flicker_t:.2f} temporal"
+            f" (ratio {flicker_t / flicker_pf:.2f}); PSNR {psnr_pf:.2f} -> {psnr_t:.2f} dB ({psnr_t - psnr_pf:+.2f})"
+        )
+
+
+def throughput(colorizer: Colorizer, args: argparse.Namespace) -> None:
+    photo = open_image(sorted(args.photos.glob("*.jpg"))[0])
+    with tempfile.TemporaryDirectory(prefix="colorgan-bench-video-") as folder:
+        source = Path(folder) / "pan480p.mp4"
+        encode_clip(synthetic_clip(photo, "pan", (854, 480), args.fps_frames), source, 24, audio_hz=440.0)
+        frames = [Image.fromarray(frame) for frame in read_frames(source)]
+
+        def video(settings):
+            colorize_video(colorizer, source, Path(folder) / "out.mp4", temporal=settings,
+                           render_size=args.render_size, progress=False)
+
+        def photos():  # the reference: the same frames as photos, no video decoding or encoding
+            for start in range(0, len(frames), BATCH_SIZE):
+                colorizer.colorize_batch(frames[start : start + BATCH_SIZE], render_size=args.render_size)
+
+        runs = {
+            "video, temporal (decode + colorize + encode + audio copy)": lambda: video(TemporalSettings()),
+            "video, per-frame (decode + colorize + encode + audio copy)": lambda: video(None),
+            "the same frames as photos (Colorizer.colorize_batch, no codec)": photos,
+        }
+        best = dict.fromkeys(runs, float("inf"))
+        for _ in range(args.repeat):  # interleaved, best of N: the CPU is shared and noisy
+            for label, run in runs.items():
+                started = time.perf_counter()
+                run()
+                best[label] = min(best[label], time.perf_counter() - started)
+        rates = {label: len(frames) / seconds for label, seconds in best.items()}
+        for label, rate in rates.items():
+            print(f"854x480, {len(frames)} frames, {label}: {rate:.2f} frames/s (best of {args.repeat})")
+        temporal, per_frame, reference = rates.values()
+        print(f"temporal video / photo path: {temporal / reference:.2f}x;"
+              f" temporal / per-frame video: {temporal / per_frame:.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", help="model folder or Hub repo id (default: the bundled starter model)")
+    parser.add_argument("--render-size", type=int, help="long side the model runs at (default: the model's own)")
+    parser.add_argument("--photos", type=Path, default=PHOTOS, help="folder of colour photos for synthetic clips")
+    parser.add_argument("--limit", type=int, default=12, help="photos used (each gives a pan and a zoom)")
+    parser.add_argument("--frames", type=int, default=32, help="frames per synthetic clip")
+    parser.add_argument("--clip", action="append", default=[], help="a real colour video to score too (repeatable)")
+    parser.add_argument("--max-frames", type=int, default=120, help="frames read from each --clip")
+    parser.add_argument("--fps-frames", type=int, default=48, help="frames of the 480p throughput clip")
+    parser.add_argument("--repeat", type=int, default=3, help="throughput runs, best kept (default 3)")
+    parser.add_argument("--skip-quality", action="store_true")
+    parser.add_argument("--skip-throughput", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
+    colorizer = Colorizer.from_pretrained(args.model, device="cpu")
+    print(f"torch threads: {torch.get_num_threads()}, cpu cores: {os.cpu_count()}, render size:"
+          f" {args.render_size or colorizer.default_render_size}")
+    if not args.skip_throughput:
+        throughput(colorizer, args)
+    if not args.skip_quality:
+        quality(colorizer, args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,449 @@
+"""Colorizing video files: PyAV in and out, frames in batches, colour carried along the motion.
+
+    colorize_video(colorizer, "film.mp4", "film_color.mp4")
+
+The container is read and written with PyAV. Frames are decoded, colorized and encoded in
+batches of `batch_size`, so memory does not grow with the clip's length. Each frame goes through
+`Colorizer`'s own steps (full-resolution L*, generator input at render size, prediction,
+recombination with the frame's own L*); between prediction and recombination, `ColorMemory`
+(colorgan/temporal.py) blends the predicted ab with the previous output warped along the flow.
+The output keeps the input's size, frame count and timestamps (so its frame rate); audio packets
+are copied unchanged. It is written to a hidden temporary file beside `dst` and renamed at the end.
+"""
+from __future__ import annotations
+
+import heapq
+import os
+import sys
+import tempfile
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import av
+import numpy as np
+import torch
+
+from .color import denormalize_l
+from .hints import generator_input
+from .imaging import DecodedImage
+from .temporal import CarriedHints, ColorMemory, Motion, TemporalSettings
+
+if TYPE_CHECKING:
+    from .pipeline import Colorizer, HintInput
+
+VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv"}  # containers that take H.264 (or MPEG-4) video
+BATCH_SIZE = 8  # frames decoded, predicted and encoded together
+REORDER_DEPTH = 4  # decoded frames held back to put timestamps stamped in decoding order right
+X264_OPTIONS = {"crf": "18", "preset": "veryfast"}  # visually lossless-ish; veryfast suits a small CPU
+
+
+class VideoError(ValueError):
+    """An input or output video that cannot be used; the message is one line naming the problem."""
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What `probe` learns from a video's header.
+
+    frames is the count the container declares (0 when it does not say); duration is in seconds.
+    """
+
+    width: int
+    height: int
+    fps: Fraction
+    frames: int
+    duration: float
+    codec: str
+    audio_streams: int
+
+
+@dataclass(frozen=True)
+class VideoResult:
+    """What `colorize_video` did: frames written, their rate, shot cuts found and the time taken."""
+
+    frames: int
+    fps: Fraction
+    cuts: int
+    seconds: float
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else float("nan")
+
+
+def _one_line(error: BaseException) -> str:
+    # FFmpeg errors: their own text without the file name, which the caller's message already gives
+    text = getattr(error, "strerror", None) or str(error)
+    text = " ".join(str(text).split())
+    return text or type(error).__name__
+
+
+@contextmanager
+def open_video(source: str | os.PathLike):
+    """Open a video file for reading: yields (container, video stream, audio streams).
+
+    Raises:
+        VideoError: missing or empty file, not a video, no video stream, no decoder for its codec.
+    """
+    path = Path(source)
+    if not path.is_file():
+        raise VideoError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise VideoError(f"{path}: empty file, no video data")
+    try:
+        container = av.open(str(path), "r")
+    except av.error.FFmpegError as error:
+        raise VideoError(f"{path}: not a video file, or a corrupt one ({_one_line(error)})") from None
+    try:
+        if not container.streams.video:
+            raise VideoError(f"{path}: has no video stream")
+        stream = container.streams.video[0]
+        if stream.codec_context is None or stream.codec_context.codec is None or not stream.codec_context.codec.name:
+            raise VideoError(f"{path}: no decoder for its video codec")
+        if not stream.width or not stream.height:
+            raise VideoError(f"{path}: video stream has no frame size (unsupported or corrupt codec data)")
+        stream.thread_type = "AUTO"
+        yield container, stream, list(container.streams.audio)
+    finally:
+        container.close()
+
+
+def _frame_rate(stream) -> Fraction:
+    rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+    return Fraction(rate) if rate else Fraction(25)
+
+
+def _declared_seconds(stream) -> float | None:
+    """The video stream's own duration from the header (MP4 field or Matroska DURATION tag), if any."""
+    if stream.duration is not None and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    tag = stream.metadata.get("DURATION") or stream.metadata.get("duration")
+    try:
+        hours, minutes, seconds = tag.split(":")
+        return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+    except (AttributeError, ValueError):
+        return None
+
+
+def probe(source: str | os.PathLike) -> VideoInfo:
+    """Read a video's header (no decoding): size, frame rate, declared frames, duration, codec."""
+    with open_video(source) as (container, stream, audio):
+        fps = _frame_rate(stream)
+        duration = _declared_seconds(stream)
+        if duration is None and container.duration is not None:
+            duration = container.duration / av.time_base
+        if duration is None:
+            duration = stream.frames / float(fps) if stream.frames else 0.0
+        return VideoInfo(
+            stream.width, stream.height, fps, int(stream.frames or 0), duration, stream.codec_context.name, len(audio)
+        )
+
+
+class FrameColorizer:
+    """Colorizes a clip's frames in order, batch by batch, through `Colorizer`'s own steps.
+
+    Args:
+        colorizer: the loaded model.
+        hints: colour hints for frame `hint_frame` (points or a painted RGBA layer of the frame's
+            size, as for a photo); with temporal consistency on they are carried along the flow to
+            the following frames, until a shot cut.
+        hint_frame: index of the frame the hints are given for.
+        saturation: chroma multiplier.
+        render_size: long side at which the generator runs (default: the model's own).
+        temporal: blending settings; None colorizes every frame on its own (flickers).
+    """
+
+    def __init__(
+        self,
+        colorizer: "Colorizer",
+        *,
+        hints: "HintInput" = None,
+        hint_frame: int = 0,
+        saturation: float = 1.0,
+        render_size: int | None = None,
+        temporal: TemporalSettings | None = TemporalSettings(),
+    ):
+        if hint_frame < 0:
+            raise ValueError(f"hint_frame must be >= 0, got {hint_frame}")
+        self.colorizer = colorizer
+        self.hints = hints
+        self.hint_frame = hint_frame
+        self.saturation = saturation
+        self.render_size = colorizer.default_render_size if render_size is None else render_size
+        self.memory = ColorMemory(temporal) if temporal is not None else None
+        self.carried_hints: CarriedHints | None = None
+        self.frames_done = 0
+
+    @property
+    def cuts(self) -> int:
+        return self.memory.cuts if self.memory is not None else 0
+
+    @property
+    def has_hints(self) -> bool:
+        return self.hints is not None and (not isinstance(self.hints, (list, tuple)) or len(self.hints) > 0)
+
+    def _with_hints(
+        self, item: DecodedImage, l_full: torch.Tensor, plain_input: torch.Tensor, motion: Motion | None, index: int
+    ) -> torch.Tensor:
+        # (1, 4, h, w) generator input without hints -> with this frame's (given or carried) hints
+        if index == self.hint_frame and self.has_hints:
+            hinted = self.colorizer._generator_input(item, l_full, self.hints, self.render_size)
+            if self.memory is not None:
+                threshold = self.memory.settings.hint_threshold
+                self.carried_hints = CarriedHints(hinted[:, 1:3], hinted[:, 3:4], threshold)
+            return hinted
+        if self.carried_hints is None:
+            return plain_input
+        if motion is None:  # a shot cut: the hints belonged to the previous shot
+            self.carried_hints = None
+            return plain_input
+        self.carried_hints.follow(motion)
+        return generator_input(plain_input[:, :1], *self.carried_hints.tensors(plain_input.device))
+
+    def __call__(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        """Colorize the next frames of the clip.
+
+        Args:
+            frames: (H, W, 3) uint8 RGB arrays, in display order, following those of earlier calls.
+
+        Returns:
+            (H, W, 3) uint8 RGB colour frames, same sizes.
+        """
+        colorizer = self.colorizer
+        # (H, W, 3) uint8 -> (1, 3, H, W), copied only when read-only (torch wants writable arrays)
+        rgb = [torch.from_numpy(np.require(frame, requirements="CW")).permute(2, 0, 1)[None] for frame in frames]
+        items = [DecodedImage(tensor, None) for tensor in rgb]
+        with torch.inference_mode():
+            lightness_maps = [colorizer._full_resolution_lightness(item) for item in items]
+            inputs, motions = [], []
+            for item, l_full in zip(items, lightness_maps):
+                plain = colorizer._generator_input(item, l_full, None, self.render_size)
+                # flow needs only L*, so the whole batch is tracked before one batched prediction
+                motion = self.memory.track(denormalize_l(plain[:, :1])) if self.memory is not None else None
+                inputs.append(self._with_hints(item, l_full, plain, motion, self.frames_done))
+                # new hints restart the colour there, rather than fading in under the memory's weight
+                given_hints = self.frames_done == self.hint_frame and self.has_hints
+                motions.append(None if given_hints else motion)
+                self.frames_done += 1
+            predictions = colorizer._predict(inputs)
+            outputs = []
+            for l_full, ab, generator_input, motion in zip(lightness_maps, predictions, inputs, motions):
+                # as for photos: saturation first, then each (given or carried) hint spread over its region
+                ab = colorizer._propagate(ab * self.saturation, generator_input)
+                if self.memory is not None:
+                    ab = self.memory.blend(ab, motion)
+                rgb = colorizer._recombine(l_full, ab)  # (1, 3, H, W) uint8
+                outputs.append(rgb[0].permute(1, 2, 0).contiguous().numpy())
+            return outputs
+
+
+# ----------------------------------------------------------------------------- writing
+def _video_codec() -> str:
+    return "libx264" if "libx264" in av.codecs_available else "mpeg4"
+
+
+class VideoWriter:
+    """Encodes RGB frames with the timestamps of the input's frames and copies its audio packets.
+
+    Args:
+        container: an output container opened for writing.
+        template: the input video stream (size, frame rate and time base are kept).
+        audio_streams: input audio streams whose packets `copy` will remux unchanged.
+    """
+
+    def __init__(self, container, template, audio_streams):
+        self.container = container
+        codec = _video_codec()
+        self.stream = container.add_stream(codec, rate=_frame_rate(template))
+        self.stream.width, self.stream.height = template.width, template.height
+        # 4:2:0 needs even sides; keep an odd size exactly by not subsampling the chroma
+        even = template.width % 2 == 0 and template.height % 2 == 0
+        self.stream.pix_fmt = "yuv420p" if even or codec != "libx264" else "yuv444p"
+        if codec != "libx264" and not even:
+            raise VideoError(f"the {template.width}x{template.height} size is odd and {codec} needs even sides")
+        self.stream.time_base = template.time_base
+        self.stream.codec_context.time_base = template.time_base
+        self.stream.options = X264_OPTIONS if codec == "libx264" else {"qscale": "3"}
+        self.time_base = template.time_base
+        self.step = max(1, round(1 / (_frame_rate(template) * template.time_base))) if template.time_base else 1
+        self.last_pts: int | None = None
+        self.audio = {}  # input stream -> output stream, packets copied
+        self.transcoded = {}  # input stream -> AAC output stream, for codecs the container cannot hold
+        supported = container.supported_codecs
+        for audio in audio_streams:
+            if audio.codec_context.name in supported:
+                self.audio[audio] = container.add_stream_from_template(audio)
+            else:  # e.g. a camcorder AVI's ADPCM in an MP4: re-encoded, the one case it is not copied
+                rate = audio.codec_context.sample_rate or 48000
+                layout = "mono" if audio.codec_context.channels == 1 else "stereo"  # AAC wants a named layout
+                self.transcoded[audio] = container.add_stream("aac", rate=rate, layout=layout)
+
+    def write(self, rgb: np.ndarray, pts: int | None) -> None:
+        """Encode one (H, W, 3) uint8 frame at the input frame's `pts` (None: right after the last)."""
+        if pts is None or (self.last_pts is not None and pts <= self.last_pts):
+            pts = 0 if self.last_pts is None else self.last_pts + self.step
+        self.last_pts = pts
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        frame.pts, frame.time_base = pts, self.time_base
+        self.container.mux(self.stream.encode(frame))
+
+    def copy(self, packet) -> None:
+        """Remux one input audio packet unchanged (AAC-encode it where the container cannot hold its codec)."""
+        if packet.stream in self.transcoded:
+            output = self.transcoded[packet.stream]
+            for frame in packet.decode():  # the demuxer's final empty packet flushes the decoder
+                frame.pts = None  # the encoder counts samples from the start
+                self.container.mux(output.encode(frame))
+            return
+        if packet.dts is None or packet.size == 0:  # the demuxer's flush packets
+            return
+        packet.stream = self.audio[packet.stream]
+        self.container.mux(packet)
+
+    def close(self) -> None:
+        self.container.mux(self.stream.encode(None))
+        for output in self.transcoded.values():
+            self.container.mux(output.encode(None))
+        self.container.close()
+
+
+@contextmanager
+def atomic_destination(destination: Path):
+    """A hidden temporary path beside `destination`, renamed onto it only if the block succeeds."""
+    descriptor, temporary = tempfile.mkstemp(
+        dir=destination.parent, prefix=f".{destination.stem}.", suffix=f".partial{destination.suffix}"
+    )
+    os.close(descriptor)
+    try:
+        yield Path(temporary)
+        os.replace(temporary, destination)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _decoded_frames(
+    container, stream, audio_streams, writer: VideoWriter, name: str
+) -> Iterator[tuple[np.ndarray, int | None]]:
+    """(H, W, 3) uint8 RGB frames in display order with their timestamps; audio packets go to `writer`.
+
+    Frames come out of the decoder in display order, but some containers (AVI with packed B-frames)
+    stamp them with their packets' decoding order: 1, 2, 3, 5, 4. The timestamps of the last
+    REORDER_DEPTH frames are therefore pooled and each frame takes the smallest, as FFmpeg's own
+    best-effort timestamps do; the frames themselves keep their order.
+    """
+    waiting: deque[np.ndarray] = deque()
+    stamps: list[int] = []  # a heap
+    try:
+        for packet in container.demux(stream, *audio_streams):
+            if packet.stream is not stream:
+                try:
+                    writer.copy(packet)
+                except av.error.FFmpegError as error:  # not the video's fault: say what failed
+                    raise VideoError(f"{name}: cannot carry its audio over ({_one_line(error)})") from None
+                continue
+            for frame in packet.decode():
+                waiting.append(frame.to_ndarray(format="rgb24"))
+                if frame.pts is not None:
+                    heapq.heappush(stamps, frame.pts)
+                if len(waiting) > REORDER_DEPTH:
+                    yield waiting.popleft(), heapq.heappop(stamps) if stamps else None
+    except av.error.FFmpegError as error:
+        raise VideoError(f"{name}: corrupt or truncated video ({_one_line(error)})") from None
+    while waiting:
+        yield waiting.popleft(), heapq.heappop(stamps) if stamps else None
+
+
+def colorize_video(
+    colorizer: "Colorizer",
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    hints: "HintInput" = None,
+    hint_frame: int = 0,
+    saturation: float = 1.0,
+    render_size: int | None = None,
+    temporal: TemporalSettings | None = TemporalSettings(),
+    batch_size: int = BATCH_SIZE,
+    progress: bool = True,
+) -> VideoResult:
+    """Colorize a video file into `dst` (MP4, MOV or MKV), keeping size, frames, timing and audio.
+
+    Args are those of `Colorizer.colorize_video`.
+
+    Raises:
+        VideoError: unreadable, truncated or frameless input, or an unusable destination (one line).
+        ValueError: bad saturation, render size or hints.
+    """
+    from tqdm import tqdm
+
+    src, dst = Path(src), Path(dst)
+    if dst.suffix.lower() not in VIDEO_SUFFIXES:
+        raise VideoError(f"{dst}: write to one of {', '.join(sorted(VIDEO_SUFFIXES))}")
+    if not dst.parent.is_dir():
+        raise VideoError(f"{dst.parent}: no such folder")
+    render_size = colorizer._checked_settings(saturation, render_size)
+    frame_colorizer = FrameColorizer(
+        colorizer, hints=hints, hint_frame=hint_frame, saturation=saturation, render_size=render_size, temporal=temporal
+    )
+    started = time.perf_counter()
+    with open_video(src) as (container, stream, audio_streams), atomic_destination(dst) as temporary:
+        declared = int(stream.frames or 0)
+        fps = _frame_rate(stream)
+        try:
+            # MP4/MOV: the index goes first, so a browser can play while downloading
+            options = {"movflags": "+faststart"} if dst.suffix.lower() != ".mkv" else {}
+            output = av.open(str(temporary), "w", options=options)
+            try:
+                writer = VideoWriter(output, stream, audio_streams)
+            except BaseException:
+                output.close()
+                raise
+        except av.error.FFmpegError as error:
+            raise VideoError(f"{dst}: cannot write this video ({_one_line(error)})") from None
+        bar = tqdm(total=declared or None, unit="frame", disable=not progress, file=sys.stderr, desc=src.name)
+        written, first_pts = 0, None
+        try:
+            decoded = _decoded_frames(container, stream, audio_streams, writer, str(src))
+            for batch in batched(decoded, batch_size):
+                for colour, (_, pts) in zip(frame_colorizer([rgb for rgb, _ in batch]), batch):
+                    writer.write(colour, pts)
+                    first_pts = writer.last_pts if first_pts is None else first_pts
+                written += len(batch)
+                bar.update(len(batch))
+            if written == 0:
+                raise VideoError(f"{src}: the video stream has no frames")
+            # by time, not by the declared frame count: AVI counts time ticks there, not frames
+            seconds = _declared_seconds(stream)
+            decoded_seconds = float((writer.last_pts - first_pts) * stream.time_base + 1 / fps)
+            if seconds and decoded_seconds < seconds - max(2 / float(fps), 0.05 * seconds):
+                raise VideoError(
+                    f"{src}: truncated video, its {written} frames end at {decoded_seconds:.2f} s of {seconds:.2f} s"
+                )
+            if frame_colorizer.has_hints and hint_frame >= written:
+                raise VideoError(f"hints are for frame {hint_frame} but the video has {written} frames")
+            writer.close()
+        except av.error.FFmpegError as error:
+            raise VideoError(f"{dst}: cannot encode the video ({_one_line(error)})") from None
+        finally:
+            bar.close()
+            writer.container.close()
+    return VideoResult(written, fps, frame_colorizer.cuts, time.perf_counter() - started)
+
+
+def batched(items: Iterable, size: int) -> Iterator[list]:
+    """Lists of `size` consecutive items (the last one shorter), drawn lazily."""
+    batch: list = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
