@@ -72,100 +72,100 @@ def build_demo(colorizer: Colorizer) -> gr.Blocks:
     with gr.Blocks(title="colorgan", delete_cache=(1800, 3600)) as demo:
         gr.Markdown(INTRO)
         with gr.Tab("Photo", id="photo-tab"):
-        with gr.Row():
-            with gr.Column():
-                editor = gr.ImageEditor(
-                    label="Photo (paint colour hints with the brush)",
-                    type="pil",
-                    image_mode="RGBA",  # keeps the strokes' transparency: unpainted = no hint
-                    sources=("upload", "clipboard", "webcam"),
-                    transforms=(),
-                    layers=False,
-                    brush=gr.Brush(colors=HINT_COLORS, color_mode="defaults"),
-                    height=520,
-                    elem_id="photo",
-                )
-                saturation = gr.Slider(*SATURATION_RANGE, value=1.0, step=0.05, label="Saturation")
-                render_size = gr.Slider(
-                    *RENDER_SIZE_RANGE,
-                    value=colorizer.default_render_size,
-                    step=64,
-                    label="Render resolution",
-                    info="Long side at which the model runs: higher is more detailed but slower."
-                    " The result always has the photo's full resolution.",
-                )
-                compare = gr.Radio(
-                    COMPARE_CHOICES,
-                    value="photo",
-                    label="Before / after compares",
-                    info="Pick 'without your hints' to see what your strokes changed.",
-                    elem_id="compare",
-                )
-                colorize_button = gr.Button("Colorize", variant="primary", elem_id="colorize")
-            with gr.Column():
-                slider = gr.ImageSlider(
-                    label="Before / after",
-                    type="pil",
-                    buttons=["fullscreen"],  # no download here: the PNG below is the full-size one
-                    interactive=False,
-                    elem_id="before-after",
-                )
-                download = gr.File(label="Full-resolution colour PNG", interactive=False, elem_id="download")
-        # the API's own inputs and output: files, so any format and bit depth arrives untouched
-        api_image = gr.File(label="image", visible=False)
-        api_hints = gr.File(label="hints", visible=False)
-        api_result = gr.File(label="colour PNG", visible=False)
+            with gr.Row():
+                with gr.Column():
+                    editor = gr.ImageEditor(
+                        label="Photo (paint colour hints with the brush)",
+                        type="pil",
+                        image_mode="RGBA",  # keeps the strokes' transparency: unpainted = no hint
+                        sources=("upload", "clipboard", "webcam"),
+                        transforms=(),
+                        layers=False,
+                        brush=gr.Brush(colors=HINT_COLORS, color_mode="defaults"),
+                        height=520,
+                        elem_id="photo",
+                    )
+                    saturation = gr.Slider(*SATURATION_RANGE, value=1.0, step=0.05, label="Saturation")
+                    render_size = gr.Slider(
+                        *RENDER_SIZE_RANGE,
+                        value=colorizer.default_render_size,
+                        step=64,
+                        label="Render resolution",
+                        info="Long side at which the model runs: higher is more detailed but slower."
+                        " The result always has the photo's full resolution.",
+                    )
+                    compare = gr.Radio(
+                        COMPARE_CHOICES,
+                        value="photo",
+                        label="Before / after compares",
+                        info="Pick 'without your hints' to see what your strokes changed.",
+                        elem_id="compare",
+                    )
+                    colorize_button = gr.Button("Colorize", variant="primary", elem_id="colorize")
+                with gr.Column():
+                    slider = gr.ImageSlider(
+                        label="Before / after",
+                        type="pil",
+                        buttons=["fullscreen"],  # no download here: the PNG below is the full-size one
+                        interactive=False,
+                        elem_id="before-after",
+                    )
+                    download = gr.File(label="Full-resolution colour PNG", interactive=False, elem_id="download")
+            # the API's own inputs and output: files, so any format and bit depth arrives untouched
+            api_image = gr.File(label="image", visible=False)
+            api_hints = gr.File(label="hints", visible=False)
+            api_result = gr.File(label="colour PNG", visible=False)
 
-        def colorize_in_editor(editor_value: dict | None, saturation: float, render_size: int, compare: str = "photo"):
-            with errors_shown_to_user():
-                photo, hint_layer = split_editor_value(editor_value)
-                colorized = colorize_photo(colorizer, photo, hint_layer, saturation=saturation, render_size=render_size)
-                before = None
-                if compare == "hints" and hint_layer is not None:
-                    before = colorize_photo(colorizer, photo, None, saturation=saturation, render_size=render_size)
-            return before_and_after(photo, colorized, before), save_png(colorized, download.GRADIO_CACHE)
+            def colorize_in_editor(editor_value: dict | None, saturation: float, render_size: int, compare: str = "photo"):
+                with errors_shown_to_user():
+                    photo, hint_layer = split_editor_value(editor_value)
+                    colorized = colorize_photo(colorizer, photo, hint_layer, saturation=saturation, render_size=render_size)
+                    before = None
+                    if compare == "hints" and hint_layer is not None:
+                        before = colorize_photo(colorizer, photo, None, saturation=saturation, render_size=render_size)
+                return before_and_after(photo, colorized, before), save_png(colorized, download.GRADIO_CACHE)
 
-        def colorize(image: str, hints: str | None = None, saturation: float = 1.0, render_size: int | None = None) -> str:
-            """Colorize a photo; returns the colour PNG at the photo's full resolution.
+            def colorize(image: str, hints: str | None = None, saturation: float = 1.0, render_size: int | None = None) -> str:
+                """Colorize a photo; returns the colour PNG at the photo's full resolution.
 
-            Args:
-                image: the photo (JPEG, PNG incl. 16-bit and alpha, WebP, TIFF, BMP, GIF).
-                hints: optional RGBA PNG of the photo's size, painted where colour is wanted and
-                    transparent elsewhere; only the painted colours' chroma is used.
-                saturation: chroma multiplier, 0 (gray) to 2.
-                render_size: long side in pixels at which the model runs, 128 to 1024 (default: the model's own).
-            """
-            with errors_shown_to_user():
-                colorized = colorize_photo(colorizer, image, hints, saturation=saturation, render_size=render_size)
-            return save_png(colorized, api_result.GRADIO_CACHE, stem=f"{Path(image).stem}_color")
+                Args:
+                    image: the photo (JPEG, PNG incl. 16-bit and alpha, WebP, TIFF, BMP, GIF).
+                    hints: optional RGBA PNG of the photo's size, painted where colour is wanted and
+                        transparent elsewhere; only the painted colours' chroma is used.
+                    saturation: chroma multiplier, 0 (gray) to 2.
+                    render_size: long side in pixels at which the model runs, 128 to 1024 (default: the model's own).
+                """
+                with errors_shown_to_user():
+                    colorized = colorize_photo(colorizer, image, hints, saturation=saturation, render_size=render_size)
+                return save_png(colorized, api_result.GRADIO_CACHE, stem=f"{Path(image).stem}_color")
 
-        colorize_button.click(
-            colorize_in_editor,
-            inputs=[editor, saturation, render_size, compare],
-            outputs=[slider, download],
-            api_name="colorize_editor",
-            api_visibility="undocumented",
-            **limits,
-        )
-        gr.on(  # no UI trigger: an API-only endpoint
-            [],
-            colorize,
-            inputs=[api_image, api_hints, saturation, render_size],
-            outputs=api_result,
-            api_name="colorize",
-            **limits,
-        )
-        gr.Examples(
-            examples=[[str(path), 1.0, colorizer.default_render_size] for path in sorted(EXAMPLES_DIR.glob("*.jpg"))],
-            inputs=[editor, saturation, render_size],
-            outputs=[slider, download],
-            fn=colorize_in_editor,
-            cache_examples=True,
-            cache_mode="lazy",
-            visible_columns=[0],
-            label="Examples (see examples/ATTRIBUTION.tsv for their sources and licences)",
-            elem_id="examples",
-        )
+            colorize_button.click(
+                colorize_in_editor,
+                inputs=[editor, saturation, render_size, compare],
+                outputs=[slider, download],
+                api_name="colorize_editor",
+                api_visibility="undocumented",
+                **limits,
+            )
+            gr.on(  # no UI trigger: an API-only endpoint
+                [],
+                colorize,
+                inputs=[api_image, api_hints, saturation, render_size],
+                outputs=api_result,
+                api_name="colorize",
+                **limits,
+            )
+            gr.Examples(
+                examples=[[str(path), 1.0, colorizer.default_render_size] for path in sorted(EXAMPLES_DIR.glob("*.jpg"))],
+                inputs=[editor, saturation, render_size],
+                outputs=[slider, download],
+                fn=colorize_in_editor,
+                cache_examples=True,
+                cache_mode="lazy",
+                visible_columns=[0],
+                label="Examples (see examples/ATTRIBUTION.tsv for their sources and licences)",
+                elem_id="examples",
+            )
         with gr.Tab("Video", id="video-tab"):
             build_video_tab(colorizer, limits)
     demo.queue(max_size=QUEUE_SIZE)
