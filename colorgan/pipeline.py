@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .checkpoint import CheckpointError, hub_errors_as_checkpoint_errors
-from .color import denormalize_ab, lab_to_rgb_keeping_lightness, lightness, normalize_l
+from .color import Srgb8Encoder, denormalize_ab, fit_srgb8_into_gamut, lightness, normalize_l
 from .hints import Hint, generator_input, layer_to_hints, points_to_hints
 from .imaging import DecodedImage, decode, open_image, to_pil
 from .models import UNetGenerator
@@ -24,7 +24,9 @@ STARTER_MODEL = Path(__file__).parent / "pretrained" / "starter"
 ImageInput = str | os.PathLike | bytes | Image.Image
 HintInput = Sequence[Hint | tuple] | Image.Image | None
 RENDER_SIZE_LIMITS = (16, 4096)  # long sides the generator may run at
-CHUNK_PIXELS = 1 << 20  # full-resolution colour maths runs in slices of ~1 MP to bound memory
+# full-resolution colour maths runs in slices of rows: small enough that a slice's float planes stay
+# in the CPU's caches between the ~20 passes over them, large enough that per-call overhead stays small
+CHUNK_PIXELS = 1 << 16
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -55,6 +57,38 @@ def _row_chunks(height: int, width: int):
     rows = max(1, CHUNK_PIXELS // width)
     for top in range(0, height, rows):
         yield slice(top, min(top + rows, height))
+
+
+def _bilinear_taps(in_size: int, out_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Source indices i0, i1 and weight of i1 for each output position: F.interpolate's bilinear, align_corners=False."""
+    scale = in_size / out_size
+    source = ((torch.arange(out_size, device=device, dtype=torch.float32) + 0.5) * scale - 0.5).clamp_(min=0)
+    first = source.long().clamp_(max=in_size - 1)
+    return first, (first + 1).clamp_(max=in_size - 1), source - first
+
+
+class _RowUpsampler:
+    """Bilinear upsampling of a small (C, h, w) map to (C, H, W), one slice of output rows at a time.
+
+    Equals `F.interpolate(mode="bilinear", align_corners=False)` (within float rounding), but the
+    full-resolution result never exists at once: columns are interpolated once, at (C, h, W), and
+    each slice of rows is blended from two of those rows, in buffers reused from slice to slice.
+    """
+
+    def __init__(self, small: torch.Tensor, height: int, width: int, max_rows: int):
+        left, right, weight = _bilinear_taps(small.shape[-1], width, small.device)
+        self.columns = torch.lerp(small.index_select(-1, left), small.index_select(-1, right), weight)  # (C, h, W)
+        self.top, self.bottom, self.weight = _bilinear_taps(small.shape[-2], height, small.device)
+        self.buffer = self.columns.new_empty(2, small.shape[0] * max_rows * width)
+
+    def rows(self, rows: slice) -> torch.Tensor:
+        # -> (C, rows, W)
+        channels, _, width = self.columns.shape
+        size = channels * (rows.stop - rows.start) * width
+        top, bottom = (buffer[:size].view(channels, -1, width) for buffer in self.buffer)
+        torch.index_select(self.columns, 1, self.top[rows], out=top)
+        torch.index_select(self.columns, 1, self.bottom[rows], out=bottom)
+        return top.lerp_(bottom, self.weight[rows, None])
 
 
 class Colorizer:
@@ -217,9 +251,25 @@ class Colorizer:
     def _recombine(self, l_full: torch.Tensor, ab_small: torch.Tensor) -> torch.Tensor:
         # full-res L (1, 1, H, W) + low-res ab (1, 2, h, w) -> (1, 3, H, W) uint8 on cpu
         height, width = l_full.shape[-2:]
-        ab_full = F.interpolate(ab_small, size=(height, width), mode="bilinear", align_corners=False)
-        rgb = torch.empty(1, 3, height, width, dtype=torch.uint8)
+        max_rows = next(_row_chunks(height, width)).stop
+        upsampler = _RowUpsampler(ab_small[0].float(), height, width, max_rows)
+        encoder = Srgb8Encoder(max_rows * width, self.device)
+        rgb = torch.empty(3, height * width, dtype=torch.uint8)
+        on_device = rgb if self.device.type == "cpu" else torch.empty_like(rgb[:, : max_rows * width], device=self.device)
+        outside_index, outside_lightness, outside_ab = [], [], []
         for rows in _row_chunks(height, width):
-            lab = torch.cat([l_full[..., rows, :], ab_full[..., rows, :]], dim=1)
-            rgb[..., rows, :] = (lab_to_rgb_keeping_lightness(lab) * 255).round_().to("cpu", torch.uint8)
-        return rgb
+            start, stop = rows.start * width, rows.stop * width
+            ab = upsampler.rows(rows).view(2, -1)  # (2, n)
+            lightness_values = l_full[0, 0, rows].reshape(-1)  # (n,)
+            planes = rgb[:, start:stop] if on_device is rgb else on_device[:, : stop - start]
+            outside = encoder(lightness_values, ab, planes)
+            if on_device is not rgb:
+                rgb[:, start:stop] = planes.cpu()
+            if len(outside):  # few pixels: fitted all at once below, since a fitting call costs ~1 ms
+                outside_index.append(outside + start)
+                outside_lightness.append(lightness_values[outside])
+                outside_ab.append(ab[:, outside])
+        if outside_index:
+            fitted = fit_srgb8_into_gamut(torch.cat(outside_lightness), torch.cat(outside_ab, dim=1))  # (3, m)
+            rgb[:, torch.cat(outside_index).cpu()] = fitted.cpu()
+        return rgb.view(1, 3, height, width)
