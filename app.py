@@ -23,6 +23,7 @@ from colorgan.app_logic import (
     SATURATION_RANGE,
     before_and_after,
     colorize_photo,
+    load_fastest_colorizer,
     save_png,
     split_editor_value,
 )
@@ -161,13 +162,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    # WORKERS requests run at once; more threads than cores makes them spin-wait on each other. Set
+    # before loading: an ONNX Runtime session takes its thread count from torch's when it is made.
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // WORKERS))
     try:
-        colorizer = Colorizer.from_pretrained(args.model, device=args.device)
+        colorizer = load_fastest_colorizer(args.model, device=args.device, log=lambda line: print(line, flush=True))
     except (CheckpointError, OSError, ValueError, RuntimeError) as error:
         reason = " ".join(str(error).split())  # one line, whatever the library wrote
         sys.exit(f"error: cannot load the colorgan model: {reason}")
-    # WORKERS requests run at once; more torch threads than cores makes them spin-wait on each other
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // WORKERS))
     build_demo(colorizer).launch(**LAUNCH_OPTIONS)
 
 

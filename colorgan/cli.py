@@ -14,6 +14,7 @@ from .checkpoint import CheckpointError
 from .evaluate import add_eval_parser
 from .hub import add_push_parser
 from .imaging import IMAGE_SUFFIXES, ImageError
+from .onnx_backend import add_export_onnx_parser
 
 
 def expand_inputs(paths: list[str]) -> Iterator[Path]:
@@ -97,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_colorize_parser(subparsers)
     add_eval_parser(subparsers)
     add_push_parser(subparsers)
+    add_export_onnx_parser(subparsers)
     return parser
 
 

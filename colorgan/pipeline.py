@@ -24,6 +24,8 @@ STARTER_MODEL = Path(__file__).parent / "pretrained" / "starter"
 ImageInput = str | os.PathLike | bytes | Image.Image
 HintInput = Sequence[Hint | tuple] | Image.Image | None
 RENDER_SIZE_LIMITS = (16, 4096)  # long sides the generator may run at
+# what runs the generator: torch, or ONNX Runtime on the CPU in fp32 or int8 (see colorgan.onnx_backend)
+BACKENDS = ("torch", "onnx", "onnx-int8")
 # full-resolution colour maths runs in slices of rows: small enough that a slice's float planes stay
 # in the CPU's caches between the ~20 passes over them, large enough that per-call overhead stays small
 CHUNK_PIXELS = 1 << 16
@@ -97,10 +99,17 @@ class Colorizer:
     Args:
         generator: the trained generator.
         device: where to run; by default cuda, mps or cpu, whichever is there first.
+        onnx_generator: run the generator's forward with this `OnnxGenerator` (ONNX Runtime, cpu)
+            instead of torch; `generator` still gives the model's settings.
     """
 
-    def __init__(self, generator: UNetGenerator, device: str | torch.device | None = None):
-        self.device = pick_device(device)
+    def __init__(
+        self, generator: UNetGenerator, device: str | torch.device | None = None, *, onnx_generator=None
+    ):
+        self.device = pick_device("cpu" if onnx_generator is not None and device is None else device)
+        if onnx_generator is not None and self.device.type != "cpu":
+            raise ValueError(f"the ONNX backend runs on the cpu, not {device}")
+        self.onnx_generator = onnx_generator
         self.generator = generator.to(self.device).eval()
         if self.device.type == "cpu":
             self.generator = self.generator.to(memory_format=torch.channels_last)  # ~25% faster convs on CPU
@@ -115,6 +124,7 @@ class Colorizer:
         token: str | bool | None = None,
         cache_dir: str | os.PathLike | None = None,
         local_files_only: bool = False,
+        backend: str = "torch",
     ) -> "Colorizer":
         """Load a generator from a local folder or a Hub repo (safetensors only, strictly).
 
@@ -126,10 +136,16 @@ class Colorizer:
             token: Hub token for private repos.
             cache_dir: HF cache folder.
             local_files_only: never touch the network (also implied by HF_HUB_OFFLINE=1).
+            backend: "torch", or "onnx" / "onnx-int8" to run the generator with ONNX Runtime on the
+                cpu (needs the `onnx` extra). "onnx" uses the `model.onnx` shipped with the model, else
+                exports one on first use into the Hugging Face cache; "onnx-int8" needs a shipped
+                `model_int8.onnx` (see `colorgan.onnx_backend`).
 
         Raises:
             CheckpointError: with a one-line reason when the model cannot be loaded.
         """
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
         source = str(path_or_repo_id) if path_or_repo_id is not None else str(STARTER_MODEL)
         if path_or_repo_id is None and not STARTER_MODEL.is_dir():
             raise CheckpointError("no starter checkpoint is bundled with this install; pass a model folder or repo id")
@@ -145,7 +161,23 @@ class Colorizer:
                 )
         except TypeError as error:
             raise CheckpointError(f"{source}: config.json does not describe a colorgan generator ({error})") from None
-        return cls(generator, device=device)
+        onnx_generator = None
+        if backend != "torch":
+            from .onnx_backend import load_onnx_generator
+
+            download_kwargs = dict(revision=revision, token=token, cache_dir=cache_dir, local_files_only=local_files_only)
+            with hub_errors_as_checkpoint_errors(source):
+                onnx_generator = load_onnx_generator(
+                    source, generator, quantized=backend == "onnx-int8", **download_kwargs
+                )
+        return cls(generator, device=device, onnx_generator=onnx_generator)
+
+    @property
+    def backend(self) -> str:
+        """What runs the generator: "torch", "onnx" or "onnx-int8"."""
+        if self.onnx_generator is None:
+            return "torch"
+        return "onnx-int8" if self.onnx_generator.quantized else "onnx"
 
     @property
     def default_render_size(self) -> int:
@@ -205,6 +237,15 @@ class Colorizer:
                 for item, l_full, ab in zip(decoded, lightness_maps, ab_small)
             ]
 
+    def model_input(
+        self, image: ImageInput, *, hints: HintInput = None, render_size: int | None = None
+    ) -> torch.Tensor:
+        """The generator's (1, 4, h, w) input for one image, as `__call__` builds it (e.g. to calibrate int8)."""
+        item = decode(open_image(image))
+        render_size = self.default_render_size if render_size is None else render_size
+        with torch.inference_mode():
+            return self._generator_input(item, self._full_resolution_lightness(item), hints, render_size)
+
     def _full_resolution_lightness(self, item: DecodedImage) -> torch.Tensor:
         # (1, 3, H, W) uint8/float on cpu -> (1, 1, H, W) L* float32 on the device
         height, width = item.rgb.shape[-2:]
@@ -240,10 +281,13 @@ class Colorizer:
             groups.setdefault(tuple(tensor.shape), []).append(index)
         for indices in groups.values():
             batch = torch.cat([inputs[i] for i in indices])
-            if self.device.type == "cpu":
-                batch = batch.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-                ab_norm = self.generator(batch)
+            if self.onnx_generator is not None:
+                ab_norm = self.onnx_generator(batch)
+            else:
+                if self.device.type == "cpu":
+                    batch = batch.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+                    ab_norm = self.generator(batch)
             for position, index in enumerate(indices):
                 outputs[index] = denormalize_ab(ab_norm[position : position + 1].float())
         return outputs  # type: ignore[return-value]
