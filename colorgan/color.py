@@ -265,7 +265,7 @@ class Srgb8Encoder:
         self.low_limit, self.high_limit = -tolerance * _LINEAR_BINS, (1 + tolerance) * _LINEAR_BINS
         self.floats = torch.empty(11 * max_pixels, device=device)
         self.index = torch.empty(3 * max_pixels, dtype=torch.int32, device=device)
-        self.bins_from_xyz = _BINS_FROM_WHITE_XYZ.to(device)
+        self.bins_from_xyz = _BINS_FROM_WHITE_XYZ.tolist()
 
     def __call__(self, lightness_values: torch.Tensor, ab: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """Encode `n` pixels.
@@ -284,7 +284,9 @@ class Srgb8Encoder:
         torch.add(lightness_values, 16, out=f[1]).mul_(1 / 116)  # fy
         torch.add(f[1], ab[0], alpha=1 / 500, out=f[0])
         torch.sub(f[1], ab[1], alpha=1 / 200, out=f[2]).clamp_(min=0)
-        torch.mm(self.bins_from_xyz, _lab_f_to_xyz(f, out=xyz, scratch=linear), out=linear)
+        _lab_f_to_xyz(f, out=xyz, scratch=linear)
+        for row, (x_weight, y_weight, z_weight) in zip(linear, self.bins_from_xyz):  # 3x3 matmul, no BLAS call
+            torch.mul(xyz[0], x_weight, out=row).add_(xyz[1], alpha=y_weight).add_(xyz[2], alpha=z_weight)
         torch.amin(linear, dim=0, out=low)
         torch.amax(linear, dim=0, out=high)
         if bool(low.min() < self.low_limit) or bool(high.max() > self.high_limit):
