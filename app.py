@@ -3,8 +3,9 @@
     python app.py [--model PATH_OR_REPO_ID]
 
 The model comes from `--model`, else the `COLORGAN_MODEL` environment variable (a Space
-variable), else the starter checkpoint bundled with the package. Gradio's own variables
-(`GRADIO_SERVER_NAME`, `GRADIO_SERVER_PORT`, ...) apply as usual.
+variable), else the starter checkpoint bundled with the package. On a CPU the generator runs with
+the fastest backend that loads (ONNX Runtime int8, then fp32, then torch); the start-up log says
+which. Gradio's own variables (`GRADIO_SERVER_NAME`, `GRADIO_SERVER_PORT`, ...) apply as usual.
 """
 from __future__ import annotations
 

@@ -145,6 +145,17 @@ def test_starter_model_onnx_equals_torch_on_a_real_photo(photos_dir):
     assert max_level_difference(onnx_colorizer(photo), torch_colorizer(photo)) <= 1
 
 
+def test_starter_model_int8_graph_stays_close_to_torch(photos_dir):
+    (path,) = val_photo_paths(photos_dir, 1)
+    photo = Image.open(path).convert("L")
+    int8 = Colorizer.from_pretrained(None, backend="onnx-int8")
+    assert int8.backend == "onnx-int8" and int8.onnx_generator.path == STARTER_MODEL / ONNX_INT8_NAME
+    expected = np.asarray(Colorizer.from_pretrained(None, device="cpu")(photo), dtype=float)
+    actual = np.asarray(int8(photo), dtype=float)
+    # PSNR of int8 against fp32 output: the quantization noise, far below the model's own error (~21 dB)
+    assert 10 * np.log10(255**2 / np.mean((actual - expected) ** 2)) > 35
+
+
 # ----------------------------------------------------------------------------- where the graph comes from
 def test_cache_root_is_under_hf_home(monkeypatch, tmp_path):
     from huggingface_hub import constants
@@ -279,3 +290,24 @@ def test_push_quantize_without_onnx_is_refused_before_uploading(fake_hub, repo_i
     assert cli_main(["push", str(tiny_model_dir), repo_id, "--token", WRITE_TOKEN, "--quantize"]) == 2
     assert repo_id not in fake_hub.repos
     assert "quantize needs onnx" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- the app's choice
+def test_app_loads_the_fastest_backend_and_logs_it(model_folder):
+    from colorgan.app_logic import load_fastest_colorizer
+
+    lines = []
+    colorizer = load_fastest_colorizer(str(model_folder), device="cpu", log=lines.append)
+    assert colorizer.backend == "onnx"  # no model_int8.onnx here: fp32 ONNX beats torch
+    assert any("no onnx-int8 backend" in line for line in lines)
+    assert lines[-1].startswith("colorgan: model") and "generator backend onnx on cpu" in lines[-1]
+
+
+def test_app_falls_back_to_torch_when_onnx_cannot_load(model_folder):
+    from colorgan.app_logic import load_fastest_colorizer
+
+    (model_folder / ONNX_NAME).write_bytes(b"damaged")
+    lines = []
+    colorizer = load_fastest_colorizer(str(model_folder), device="cpu", log=lines.append)
+    assert colorizer.backend == "torch" and "generator backend torch" in lines[-1]
+    assert any("not a loadable ONNX model" in line for line in lines)
