@@ -7,6 +7,7 @@ full-resolution L, so the output has exactly the input's size and luminance.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -92,8 +93,19 @@ def _in_row_slices(height: int, width: int, device: torch.device, work: Callable
         finally:
             torch.set_num_threads(caller_threads)  # it also set MKL's process-wide count: put that back
 
-    with ThreadPoolExecutor(workers, thread_name_prefix="colorgan-rows") as pool:
-        return list(pool.map(single_threaded, [chunks[index::workers] for index in range(workers)]))
+    return list(_row_pool(workers).map(single_threaded, [chunks[index::workers] for index in range(workers)]))
+
+
+_ROW_POOLS: dict[int, ThreadPoolExecutor] = {}
+_ROW_POOLS_LOCK = threading.Lock()
+
+
+def _row_pool(workers: int) -> ThreadPoolExecutor:
+    # kept for the process: fresh threads per photo would each get a malloc arena that keeps what it freed
+    with _ROW_POOLS_LOCK:
+        if workers not in _ROW_POOLS:
+            _ROW_POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="colorgan-rows")
+        return _ROW_POOLS[workers]
 
 
 def _bilinear_taps(in_size: int, out_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
