@@ -112,6 +112,16 @@ def verdict(value: float, target: float) -> str:
 
 
 def peak_rss_mib() -> float:
+    """This process's peak resident memory, MiB.
+
+    On Linux from /proc/self/status (VmHWM): getrusage's ru_maxrss survives exec, so a child started
+    by a big parent would report at least the parent's RSS at the fork.
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**10  # kB
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if platform.system() == "Darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
 
