@@ -325,7 +325,8 @@ def main() -> None:
         x = torch.randn(1, 4, 512, 512)
         for backend in ("onnx", "onnx-int8"):
             if backend not in found:
-                print(f"  {backend}: not timed ({found.get(backend.replace('onnx-', '') + ' note', found.get('onnx note'))})")
+                note = found.get("int8 note" if backend == "onnx-int8" else "onnx note", found.get("onnx note"))
+                print(f"  {backend}: not timed ({note})")
                 continue
             forward[backend] = time_ms(lambda: found[backend](x), args.runs)
             label = "ONNX Runtime fp32" if backend == "onnx" else "ONNX Runtime int8"
@@ -359,7 +360,8 @@ def main() -> None:
     print("ratios (medians of this run):")
     print(ratio_line("end to end 512x512 / torch forward", statistics.median(end_to_end["wall"]) / torch_forward))
     print(ratio_line("end to end 12 MP / torch forward", statistics.median(big["times"]["wall"]) / torch_forward))
-    for backend, name in (("onnx", "ONNX fp32 forward / torch forward"), ("onnx-int8", "ONNX int8 forward / torch forward")):
+    onnx_ratios = {"onnx": "ONNX fp32 forward / torch forward", "onnx-int8": "ONNX int8 forward / torch forward"}
+    for backend, name in onnx_ratios.items():
         if backend in forward:
             print(ratio_line(name, statistics.median(forward[backend]["wall"]) / torch_forward))
 

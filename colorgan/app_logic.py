@@ -52,7 +52,8 @@ def load_fastest_colorizer(
             log(f"colorgan: no {backend} backend: {error}")
             continue
         threads = f", {torch.get_num_threads()} threads per request" if on_cpu else ""
-        log(f"colorgan: model {model or 'starter'}, generator backend {colorizer.backend} on {colorizer.device}{threads}")
+        where = f"{colorizer.backend} on {colorizer.device}{threads}"
+        log(f"colorgan: model {model or 'starter'}, generator backend {where}")
         return colorizer
     raise AssertionError("unreachable: the torch backend either loads or raises")
 

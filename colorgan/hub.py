@@ -548,7 +548,8 @@ def push_to_hub(
         export_model_folder_files(str(model_dir), model_dir / ONNX_NAME)
         uploads.append(ONNX_NAME)
         if quantize:
-            export_model_folder_files(str(model_dir), model_dir / ONNX_INT8_NAME, quantize=True, calibration=calibration)
+            int8 = model_dir / ONNX_INT8_NAME
+            export_model_folder_files(str(model_dir), int8, quantize=True, calibration=calibration)
             uploads.append(ONNX_INT8_NAME)
     readme = model_dir / CARD_NAME
     if not readme.is_file() or _is_generated_card(readme.read_text(encoding="utf-8")):

@@ -78,7 +78,8 @@ class _PaddedGenerator(nn.Module):
         # (B, 4, H, W) -> (B, 2, H, W)
         height, width = x.shape[-2:]
         stride = self.generator.stride
-        padded = F.pad(x, (0, (stride - width % stride) % stride, 0, (stride - height % stride) % stride), mode="replicate")
+        pad_w, pad_h = (stride - width % stride) % stride, (stride - height % stride) % stride
+        padded = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
         return self.generator(padded)[..., :height, :width]
 
 
@@ -165,7 +166,13 @@ def quantize_onnx(
             the top-left CALIBRATION_CROP square of each is used, smaller ones are skipped.
         fp32_levels: decoder levels, finest first, kept in fp32 (0 quantizes every conv).
     """
-    from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(CalibrationDataReader):
@@ -358,9 +365,12 @@ def export_model_folder_files(
     if not quantize:
         return export_onnx(colorizer.generator, destination)
     folder = Path(calibration) if calibration else None
-    photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder and folder.is_dir() else []
+    photos = []
+    if folder is not None and folder.is_dir():
+        photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not photos:
-        raise ValueError(f"--quantize needs calibration photos: {calibration or 'no --calibration folder given'} has none")
+        where = calibration or "no --calibration folder given"
+        raise ValueError(f"--quantize needs calibration photos: {where} has none")
     with tempfile.TemporaryDirectory() as scratch:
         fp32 = export_onnx(colorizer.generator, Path(scratch) / ONNX_NAME)
         return quantize_onnx(fp32, destination, calibration_inputs(colorizer, photos[:calibration_count]))
@@ -371,12 +381,17 @@ def run_export_onnx(args) -> int:
 
     try:
         path = export_model_folder_files(
-            args.model, args.output, quantize=args.quantize, calibration=args.calibration, calibration_count=args.calibration_count
+            args.model,
+            args.output,
+            quantize=args.quantize,
+            calibration=args.calibration,
+            calibration_count=args.calibration_count,
         )
     except (ValueError, OSError) as error:  # CheckpointError is a ValueError
         print(f"error: {str(error).strip().splitlines()[0]}", file=sys.stderr)
         return 2
-    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MB, {'int8' if args.quantize else 'fp32'}, opset {ONNX_OPSET})", file=sys.stderr)
+    kind = "int8" if args.quantize else "fp32"
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MB, {kind}, opset {ONNX_OPSET})", file=sys.stderr)
     return 0
 
 

@@ -79,7 +79,9 @@ def _in_row_slices(height: int, width: int, device: torch.device, work: Callable
     per thread, each running single-threaded ops, meet only once, at the end.
     """
     chunks = list(_row_chunks(height, width))
-    workers = min(torch.get_num_threads(), len(chunks)) if device.type == "cpu" and _THREAD_LOCAL_TORCH_THREADS else 1
+    workers = 1
+    if device.type == "cpu" and _THREAD_LOCAL_TORCH_THREADS:
+        workers = min(torch.get_num_threads(), len(chunks))
     if workers <= 1:
         return [work(chunks)]
 
@@ -108,8 +110,8 @@ def _row_pool(workers: int) -> ThreadPoolExecutor:
         return _ROW_POOLS[workers]
 
 
-def _bilinear_taps(in_size: int, out_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Source indices i0, i1 and weight of i1 for each output position: F.interpolate's bilinear, align_corners=False."""
+def _bilinear_taps(in_size: int, out_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Source indices i0, i1 and weight of i1 per output position, as F.interpolate's bilinear (align_corners=False)."""
     scale = in_size / out_size
     source = ((torch.arange(out_size, device=device, dtype=torch.float32) + 0.5) * scale - 0.5).clamp_(min=0)
     first = source.long().clamp_(max=in_size - 1)
@@ -128,7 +130,8 @@ class _RowUpsampler:
         # the columns at (C, h, W): interpolating to the same height is exact, and torch's kernel is fast
         self.columns = small
         if small.shape[-1] != width:
-            self.columns = F.interpolate(small[None], size=(small.shape[-2], width), mode="bilinear", align_corners=False)[0]
+            size = (small.shape[-2], width)
+            self.columns = F.interpolate(small[None], size=size, mode="bilinear", align_corners=False)[0]
         self.top, self.bottom, self.weight = _bilinear_taps(small.shape[-2], height, small.device)
 
     def new_buffer(self, max_rows: int) -> torch.Tensor:
@@ -217,7 +220,9 @@ class Colorizer:
         if backend != "torch":
             from .onnx_backend import load_onnx_generator
 
-            download_kwargs = dict(revision=revision, token=token, cache_dir=cache_dir, local_files_only=local_files_only)
+            download_kwargs = dict(
+                revision=revision, token=token, cache_dir=cache_dir, local_files_only=local_files_only
+            )
             with hub_errors_as_checkpoint_errors(source):
                 onnx_generator = load_onnx_generator(
                     source, generator, quantized=backend == "onnx-int8", **download_kwargs
@@ -358,7 +363,9 @@ class Colorizer:
         def encode(share: list[slice]) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
             # every slice of `share` into `rgb`; -> (indices, L, ab) of the pixels outside the gamut
             buffer, encoder = upsampler.new_buffer(max_rows), Srgb8Encoder(max_rows * width, self.device)
-            on_device = rgb if self.device.type == "cpu" else torch.empty_like(rgb[:, : max_rows * width], device=self.device)
+            on_device = rgb
+            if self.device.type != "cpu":
+                on_device = torch.empty_like(rgb[:, : max_rows * width], device=self.device)
             outside_pixels = []
             for rows in share:
                 start, stop = rows.start * width, rows.stop * width
