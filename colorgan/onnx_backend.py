@@ -22,10 +22,12 @@ on the photos): ONNX Runtime's dynamic quantization runs convolutions as ConvInt
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import hashlib
 import os
 import re
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -395,9 +397,7 @@ def export_model_folder_files(
         return quantize_onnx(fp32, destination, calibration_inputs(colorizer, photos[:calibration_count]))
 
 
-def run_export_onnx(args) -> int:
-    import sys
-
+def run_export_onnx(args: argparse.Namespace) -> int:
     try:
         path = export_model_folder_files(
             args.model,
@@ -414,7 +414,7 @@ def run_export_onnx(args) -> int:
     return 0
 
 
-def add_export_onnx_parser(subparsers) -> None:
+def add_export_onnx_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "export-onnx",
         help="export a model's generator to ONNX (dynamic batch, height and width), optionally int8",
