@@ -3,8 +3,9 @@
     python app.py [--model PATH_OR_REPO_ID]
 
 The model comes from `--model`, else the `COLORGAN_MODEL` environment variable (a Space
-variable), else the starter checkpoint bundled with the package. Gradio's own variables
-(`GRADIO_SERVER_NAME`, `GRADIO_SERVER_PORT`, ...) apply as usual.
+variable), else the starter checkpoint bundled with the package. On a CPU the generator runs with
+the fastest backend that loads (ONNX Runtime int8, then fp32, then torch); the start-up log says
+which. Gradio's own variables (`GRADIO_SERVER_NAME`, `GRADIO_SERVER_PORT`, ...) apply as usual.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from colorgan.app_logic import (
     before_and_after,
     colorize_clip,
     colorize_photo,
+    load_fastest_colorizer,
     save_png,
     split_editor_value,
 )
@@ -222,13 +224,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    # WORKERS requests run at once; more threads than cores makes them spin-wait on each other. Set
+    # before loading: an ONNX Runtime session takes its thread count from torch's when it is made.
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // WORKERS))
     try:
-        colorizer = Colorizer.from_pretrained(args.model, device=args.device)
+        colorizer = load_fastest_colorizer(args.model, device=args.device, log=lambda line: print(line, flush=True))
     except (CheckpointError, OSError, ValueError, RuntimeError) as error:
         reason = " ".join(str(error).split())  # one line, whatever the library wrote
         sys.exit(f"error: cannot load the colorgan model: {reason}")
-    # WORKERS requests run at once; more torch threads than cores makes them spin-wait on each other
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // WORKERS))
     build_demo(colorizer).launch(**LAUNCH_OPTIONS)
 
 

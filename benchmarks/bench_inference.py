@@ -1,16 +1,19 @@
-"""Inference speed and memory of `Colorizer` on CPU: a 512x512 photo and a 12 MP photo end to end.
+"""Inference speed and memory on CPU: the generator's forward per backend, and `Colorizer` end to end.
 
-    python benchmarks/bench_inference.py [--model PATH_OR_REPO] [--runs 7]
+    python benchmarks/bench_inference.py [--model PATH_OR_REPO] [--runs 7] [--render-size 512]
 
-Prints median / min / max over the runs (after one warm-up) beside the targets of issue 2:
-512x512 in <= 150 ms median; 4000x3000 (12 MP) from JPEG bytes to the output PIL image in
-<= 1.5 s with peak RSS <= 2 GiB. The 12 MP case runs in a fresh subprocess so its peak RSS is
-that of a process doing only this work (torch, the model and one photo), not of this one.
-Optionally, for reference, times the pix2pix unet_256 generator of the original recipe at 512x512.
+Prints, in one run (so that the ratios compare figures taken under the same machine load):
+  - the generator's forward at 512x512 with torch, ONNX Runtime fp32 and ONNX Runtime int8, and how
+    far the ONNX outputs are from torch's (max |ab| difference in model space);
+  - `Colorizer` end to end (PIL in, PIL out) on a 512x512 photo, and from the bytes of a 12 MP JPEG
+    to the output image (in a fresh process, for its peak RSS);
+  - the ratios of issue 10 beside their targets, the peak RSS, and the thread settings.
 
-Each line also gives the median process CPU time. On a machine shared with other work, wall
-times with several threads balloon (OpenMP threads spin-wait for a descheduled sibling: 10x
-slower measured on 2 shared cores); there, run with `--threads 1` or OMP_WAIT_POLICY=PASSIVE.
+The int8 graph is the model's own `model_int8.onnx` when it ships one, else a static int8 export
+calibrated here on 16 photos of shared/photos/train (skipped without them). Each line also gives
+the median process CPU time. On a machine shared with other work, wall times with several threads
+balloon (OpenMP threads spin-wait for a descheduled sibling); there, compare ratios, and run with
+`--threads 1` or OMP_WAIT_POLICY=PASSIVE.
 
 Without --model it uses the bundled starter checkpoint if the install has one, else a randomly
 initialised default `UNetGenerator()`; random weights predict wilder colours than a trained model,
@@ -28,6 +31,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,13 +39,20 @@ import torch
 from PIL import Image
 from torch import nn
 
-from colorgan import Colorizer, UNetGenerator
+from colorgan import CheckpointError, Colorizer, UNetGenerator
 from colorgan.pipeline import STARTER_MODEL
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos" / "val"
-TARGET_512_MS = 150.0
-TARGET_12MP_MS = 1500.0
-TARGET_RSS_MIB = 2048.0
+TRAIN_PHOTOS = PHOTOS.parent / "train"
+# issue 10's targets, as ratios to the torch forward at 512x512 measured in the same run
+TARGET_RATIOS = {
+    "end to end 512x512 / torch forward": 1.25,
+    "end to end 12 MP / torch forward": 3.0,
+    "ONNX fp32 forward / torch forward": 0.75,
+    "ONNX int8 forward / torch forward": 0.5,
+}
+TARGET_RSS_MIB = 1.2 * 1024
+TARGET_ONNX_DIFFERENCE = 1e-3
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -101,15 +112,25 @@ def verdict(value: float, target: float) -> str:
 
 
 def peak_rss_mib() -> float:
+    """This process's peak resident memory, MiB.
+
+    On Linux from /proc/self/status (VmHWM): getrusage's ru_maxrss survives exec, so a child started
+    by a big parent would report at least the parent's RSS at the fork.
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**10  # kB
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2**20 if platform.system() == "Darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
 
 
-def load_colorizer(model: str | None) -> tuple[Colorizer, str]:
+def load_colorizer(model: str | None, backend: str = "torch") -> tuple[Colorizer, str]:
     if model:
-        return Colorizer.from_pretrained(model, device="cpu"), model
+        return Colorizer.from_pretrained(model, device="cpu", backend=backend), model
     if STARTER_MODEL.is_dir():
-        return Colorizer.from_pretrained(None, device="cpu"), f"bundled starter ({STARTER_MODEL})"
+        return Colorizer.from_pretrained(None, device="cpu", backend=backend), f"bundled starter ({STARTER_MODEL})"
     torch.manual_seed(0)
     return Colorizer(UNetGenerator(), device="cpu"), "randomly initialised default UNetGenerator() (no starter bundled)"
 
@@ -166,7 +187,7 @@ def pix2pix_unet_256(input_nc: int = 1, output_nc: int = 2, ngf: int = 64) -> nn
     return UnetSkipBlock(output_nc, ngf, block, in_channels=input_nc, outermost=True)
 
 
-def forward_only_ms(model: nn.Module, input_channels: int, runs: int, channels_last: bool) -> list[float]:
+def forward_only_ms(model: nn.Module, input_channels: int, runs: int, channels_last: bool) -> dict[str, list[float]]:
     model = model.eval()
     x = torch.randn(1, input_channels, 512, 512)
     if channels_last:
@@ -175,10 +196,50 @@ def forward_only_ms(model: nn.Module, input_channels: int, runs: int, channels_l
         return time_ms(lambda: model(x), runs)
 
 
+# ----------------------------------------------------------------------------- ONNX Runtime
+def onnx_generators(args: argparse.Namespace, colorizer: Colorizer) -> dict[str, object]:
+    """{"onnx": fp32, "onnx-int8": int8} `OnnxGenerator`s, each when it can be had; notes why not otherwise."""
+    from colorgan.onnx_backend import OnnxGenerator, calibration_inputs, export_onnx, quantize_onnx
+
+    source = args.model or (str(STARTER_MODEL) if STARTER_MODEL.is_dir() else None)
+    found: dict[str, object] = {}
+    try:
+        if source is None:
+            raise CheckpointError("no saved model to export")
+        found["onnx"] = Colorizer.from_pretrained(source, backend="onnx").onnx_generator
+        found["onnx-int8"] = Colorizer.from_pretrained(source, backend="onnx-int8").onnx_generator
+        found["int8 source"] = "the model's own model_int8.onnx"
+    except CheckpointError as error:
+        if "onnx" not in found:
+            found["onnx note"] = str(error)
+            return found
+        photos = sorted(TRAIN_PHOTOS.glob("*.jpg"))[:16]
+        if not photos:
+            found["int8 note"] = f"the model ships no int8 graph and {TRAIN_PHOTOS} has no photos to calibrate one"
+            return found
+        scratch = Path(tempfile.mkdtemp(prefix="colorgan-bench-"))
+        fp32 = export_onnx(colorizer.generator, scratch / "model.onnx")
+        int8 = quantize_onnx(fp32, scratch / "model_int8.onnx", calibration_inputs(colorizer, photos))
+        found["onnx-int8"] = OnnxGenerator(int8)
+        found["int8 source"] = f"static int8 calibrated here on {len(photos)} photos of {TRAIN_PHOTOS}"
+    return found
+
+
+def onnx_difference(generator: nn.Module, onnx_generator) -> float:
+    """Max |ab| difference (model space) between torch and ONNX on a 512x512 input and an odd-sized one."""
+    worst = 0.0
+    for shape in [(1, 4, 512, 512), (1, 4, 301, 457)]:
+        x = torch.randn(*shape, generator=torch.Generator().manual_seed(0))
+        with torch.inference_mode():
+            expected = generator(x.contiguous(memory_format=torch.channels_last))
+        worst = max(worst, (onnx_generator(x) - expected).abs().max().item())
+    return worst
+
+
 # ----------------------------------------------------------------------------- the 12 MP child
 def run_12mp_child(args: argparse.Namespace) -> None:
     """In a fresh process: time bytes -> PIL image on a 12 MP JPEG; print JSON with the peak RSS."""
-    colorizer, _ = load_colorizer(args.model)
+    colorizer, _ = load_colorizer(args.model, args.backend)
     data = jpeg_12mp(args.jpeg_mode)
     output = colorizer(data, render_size=args.render_size)  # warm-up, and a check that the size is kept
     assert output.size == (4000, 3000), output.size
@@ -188,6 +249,7 @@ def run_12mp_child(args: argparse.Namespace) -> None:
 
 def run_12mp_in_subprocess(args: argparse.Namespace) -> dict:
     command = [sys.executable, __file__, "--child-12mp", "--runs", str(args.runs), "--jpeg-mode", args.jpeg_mode]
+    command += ["--backend", args.backend]
     if args.render_size:
         command += ["--render-size", str(args.render_size)]
     command += ["--threads", str(args.threads)]
@@ -200,6 +262,11 @@ def run_12mp_in_subprocess(args: argparse.Namespace) -> dict:
 
 
 # ----------------------------------------------------------------------------- main
+def ratio_line(name: str, value: float) -> str:
+    target = TARGET_RATIOS[name]
+    return f"  {name:<36} {value:5.2f}x   target <= {target:.2f}x: {verdict(value, target)}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model folder or Hub repo id (default: bundled starter, else random init)")
@@ -214,9 +281,13 @@ def main() -> None:
         "--threads",
         type=int,
         default=torch.get_num_threads(),
-        help=f"torch CPU threads (default {torch.get_num_threads()}, one per core)",
+        help=f"torch and ONNX Runtime CPU threads (default {torch.get_num_threads()}, one per core)",
     )
     parser.add_argument("--render-size", type=int, help="long side the model runs at (default: the model's own)")
+    parser.add_argument(
+        "--backend", choices=["torch", "onnx"], default="torch", help="generator backend of the end-to-end runs"
+    )
+    parser.add_argument("--skip-onnx", action="store_true", help="do not time the ONNX Runtime forwards")
     parser.add_argument("--skip-reference", action="store_true", help="do not time the pix2pix unet_256 reference")
     parser.add_argument("--child-12mp", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -227,42 +298,76 @@ def main() -> None:
         run_12mp_child(args)
         return
 
-    colorizer, model_name = load_colorizer(args.model)
+    colorizer, model_name = load_colorizer(args.model, args.backend)
     image, photo_name = photo_512()
     print(
-        f"colorgan inference benchmark: torch {torch.__version__}, {torch.get_num_threads()} threads,"
-        f" {os.cpu_count()} CPUs, {platform.processor() or platform.machine()},"
+        f"colorgan inference benchmark: torch {torch.__version__}, {os.cpu_count()} CPUs,"
+        f" {platform.processor() or platform.machine()}"
+    )
+    print(
+        f"threads: torch {torch.get_num_threads()} intra-op, ONNX Runtime {args.threads} intra-op;"
+        f" OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')},"
         f" OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}"
     )
-    print(f"model: {model_name}")
+    print(f"model: {model_name}; end-to-end backend: {colorizer.backend}")
     print(f"photo: {photo_name}; load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print()
 
-    times = time_ms(lambda: colorizer(image, render_size=args.render_size), args.runs)
-    median = statistics.median(times["wall"])
-    render = args.render_size or colorizer.default_render_size
-    print(f"512x512 Colorizer.__call__ (PIL 'L' in, RGB out), model run at {render} px long side")
-    print(f"  {summary(times)}   target <= {TARGET_512_MS:.0f} ms median: {verdict(median, TARGET_512_MS)}")
+    print("generator forward only at 512x512 (no colour maths, no I/O):")
+    generator = colorizer.generator
+    encoder = getattr(generator.encoder, "pretrained_cfg", {}).get("architecture", "encoder")
+    forward = {"torch": forward_only_ms(generator, 4, args.runs, channels_last=True)}
+    print(f"  torch, U-Net on {encoder:<14} {summary(forward['torch'])}")
+    if not args.skip_onnx:
+        import onnxruntime
 
+        found = onnx_generators(args, colorizer)
+        x = torch.randn(1, 4, 512, 512)
+        for backend in ("onnx", "onnx-int8"):
+            if backend not in found:
+                note = found.get("int8 note" if backend == "onnx-int8" else "onnx note", found.get("onnx note"))
+                print(f"  {backend}: not timed ({note})")
+                continue
+            forward[backend] = time_ms(lambda: found[backend](x), args.runs)
+            label = "ONNX Runtime fp32" if backend == "onnx" else "ONNX Runtime int8"
+            print(f"  {label:<31} {summary(forward[backend])}")
+        print(f"  (ONNX Runtime {onnxruntime.__version__}; int8: {found.get('int8 source', 'none')})")
+        if "onnx" in found:
+            difference = onnx_difference(generator, found["onnx"])
+            print(
+                f"  ONNX fp32 vs torch: max |ab| difference {difference:.2e} (model space), target <= "
+                f"{TARGET_ONNX_DIFFERENCE:.0e}: {verdict(difference, TARGET_ONNX_DIFFERENCE)}"
+            )
+    torch_forward = statistics.median(forward["torch"]["wall"])
+
+    print()
+    render = args.render_size or colorizer.default_render_size
+    end_to_end = time_ms(lambda: colorizer(image, render_size=args.render_size), args.runs)
+    print(f"512x512 Colorizer.__call__ (PIL 'L' in, RGB out), model run at {render} px long side")
+    print(f"  {summary(end_to_end)}")
     big = run_12mp_in_subprocess(args)
-    median = statistics.median(big["times"]["wall"])
     print(
         f"4000x3000 (12 MP) end to end, {big['jpeg_bytes'] / 1e6:.1f} MB {args.jpeg_mode} JPEG bytes -> PIL image"
-        " (fresh process)"
+        f" (fresh process), model run at {render} px long side"
     )
-    print(f"  {summary(big['times'])}   target <= {TARGET_12MP_MS:.0f} ms median: {verdict(median, TARGET_12MP_MS)}")
+    print(f"  {summary(big['times'])}")
     print(
         f"  peak RSS {big['peak_rss_mib']:8.0f} MiB   target <= {TARGET_RSS_MIB:.0f} MiB:"
         f" {verdict(big['peak_rss_mib'], TARGET_RSS_MIB)}"
     )
 
+    print()
+    print("ratios (medians of this run):")
+    print(ratio_line("end to end 512x512 / torch forward", statistics.median(end_to_end["wall"]) / torch_forward))
+    print(ratio_line("end to end 12 MP / torch forward", statistics.median(big["times"]["wall"]) / torch_forward))
+    onnx_ratios = {"onnx": "ONNX fp32 forward / torch forward", "onnx-int8": "ONNX int8 forward / torch forward"}
+    for backend, name in onnx_ratios.items():
+        if backend in forward:
+            print(ratio_line(name, statistics.median(forward[backend]["wall"]) / torch_forward))
+
     if not args.skip_reference:
         print()
-        print("reference, generator forward only at 512x512 (no colour maths, no I/O):")
-        generator = colorizer.generator
-        encoder = getattr(generator.encoder, "pretrained_cfg", {}).get("architecture", "encoder")
-        ours = forward_only_ms(generator, 4, args.runs, channels_last=True)
-        print(f"  colorgan U-Net on {encoder:<13} {summary(ours)}")
+        print("reference, pix2pix generator forward only at 512x512:")
         torch.manual_seed(0)
         pix2pix = forward_only_ms(pix2pix_unet_256(), 1, args.runs, channels_last=False)
         print(f"  pix2pix unet_256 (54 M params) {summary(pix2pix)}")

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+import torch
 from PIL import Image, ImageOps
 
+from .checkpoint import CheckpointError
 from .hints import with_alpha
 from .imaging import ImageError, open_image
-from .pipeline import Colorizer
+from .pipeline import Colorizer, pick_device
 from .video import VideoError, probe
 
 # 25 MP covers a 6000x4000 (24 MP) scan; the colour maths runs in ~1 MP slices, so one such
@@ -27,6 +29,39 @@ APP_MAX_VIDEO_SECONDS = 30
 APP_MAX_VIDEO_SIDES = (854, 480)  # long side, short side: 480p, 16:9 or narrower, either orientation
 
 ImageSource = str | os.PathLike | Image.Image
+
+
+def load_fastest_colorizer(
+    model: str | None, device: str | None = None, log: Callable[[str], None] = print
+) -> Colorizer:
+    """Load the model with the fastest generator backend that works here, and log which it is.
+
+    On the cpu: ONNX Runtime int8 when the model ships a `model_int8.onnx` (its author chose that
+    trade-off), else ONNX Runtime fp32 (the model's `model.onnx`, or exported once into the Hugging
+    Face cache), else torch. On a GPU: torch.
+
+    Args:
+        model: model folder or Hub repo id; None for the bundled starter model.
+        device: cpu, cuda, mps; by default the best available.
+        log: where the startup lines go.
+
+    Raises:
+        CheckpointError: the model cannot be loaded with any backend.
+    """
+    on_cpu = pick_device(device).type == "cpu"
+    for backend in ("onnx-int8", "onnx", "torch") if on_cpu else ("torch",):
+        try:
+            colorizer = Colorizer.from_pretrained(model, device=device, backend=backend)
+        except CheckpointError as error:
+            if backend == "torch":
+                raise
+            log(f"colorgan: no {backend} backend: {error}")
+            continue
+        threads = f", {torch.get_num_threads()} threads per request" if on_cpu else ""
+        where = f"{colorizer.backend} on {colorizer.device}{threads}"
+        log(f"colorgan: model {model or 'starter'}, generator backend {where}")
+        return colorizer
+    raise AssertionError("unreachable: the torch backend either loads or raises")
 
 
 def load_photo(source: ImageSource, *, max_pixels: int = APP_MAX_PIXELS, what: str = "image") -> Image.Image:

@@ -16,6 +16,7 @@ from .evaluate import add_eval_parser
 from .hub import add_push_parser
 from .hints import Hint, with_alpha
 from .imaging import IMAGE_SUFFIXES, ImageError, open_image
+from .onnx_backend import add_export_onnx_parser
 from .video_eval import add_eval_video_parser
 
 
@@ -225,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_parser(subparsers)
     add_eval_video_parser(subparsers)
     add_push_parser(subparsers)
+    add_export_onnx_parser(subparsers)
     return parser
 
 

@@ -16,6 +16,7 @@ _XYZ_FROM_RGB = torch.tensor(
 )
 _RGB_FROM_XYZ = torch.linalg.inv(_XYZ_FROM_RGB)
 _D65_WHITE = torch.tensor([0.95047, 1.0, 1.08883], dtype=torch.float64)
+_RGB_FROM_WHITE_XYZ = (_RGB_FROM_XYZ * _D65_WHITE).float()  # XYZ / white -> linear RGB
 
 _EPSILON = 0.008856  # (6/29)^3: below it CIELAB's cube root turns linear
 _KAPPA = 7.787  # slope of that linear part
@@ -88,18 +89,48 @@ def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
 
 
 _UINT8_TO_LINEAR = srgb_to_linear(torch.arange(256, dtype=torch.float32) / 255.0)
+# 8-bit channel -> its share of Y (the XYZ row of R, G or B times the channel's linear value), (3, 256)
+_UINT8_TO_Y_SHARE = _XYZ_FROM_RGB[1, :, None].float() * _UINT8_TO_LINEAR
+
+
+def _y_to_lightness(y: torch.Tensor) -> torch.Tensor:
+    # relative luminance Y (white = 1) -> L*
+    fy = torch.where(y > _EPSILON, y.clamp(min=_EPSILON) ** (1 / 3), _KAPPA * y + 16 / 116)
+    return 116 * fy - 16
+
+
+# 8-bit gray (R = G = B, so Y is the linear value: the Y row sums to 1) -> L*, computed in float64
+_GRAY8_TO_LIGHTNESS = _y_to_lightness(srgb_to_linear(torch.arange(256, dtype=torch.float64) / 255.0)).float()
+
+
+def _is_gray_view(rgb: torch.Tensor) -> bool:
+    """A gray image seen as RGB without a copy: its 3 channels are one plane (stride 0), as `decode` gives."""
+    return rgb.dim() == 4 and rgb.shape[1] == 3 and rgb.stride(1) == 0
+
+
+def _lookup(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    # table[index] for 8-bit or integer indices of any shape; index_select is ~8x faster than advanced indexing
+    return table.to(index.device).index_select(0, index.reshape(-1).int()).view(index.shape)
 
 
 def lightness(rgb: torch.Tensor) -> torch.Tensor:
-    """L* of sRGB, (B, 3, H, W) -> (B, 1, H, W); cheaper than the full conversion."""
+    """L* of sRGB, (B, 3, H, W) -> (B, 1, H, W); cheaper than the full conversion.
+
+    8-bit input is looked up in 256-entry tables instead of running pow() on every pixel; a gray
+    image viewed as RGB with a stride-0 channel axis (see `colorgan.imaging.decode`) costs one lookup.
+    """
     with torch.autocast(rgb.device.type, enabled=False):
-        if rgb.dtype == torch.uint8:  # a 256-entry table beats pow() on full-resolution photos
-            linear = _UINT8_TO_LINEAR.to(rgb.device)[rgb.long()]
+        if rgb.dtype == torch.uint8 and _is_gray_view(rgb):
+            return _lookup(_GRAY8_TO_LIGHTNESS, rgb[:, :1])
+        if rgb.dtype == torch.uint8:
+            y = _lookup(_UINT8_TO_Y_SHARE[0], rgb[:, 0:1])
+            y += _lookup(_UINT8_TO_Y_SHARE[1], rgb[:, 1:2])
+            y += _lookup(_UINT8_TO_Y_SHARE[2], rgb[:, 2:3])
+        elif _is_gray_view(rgb):
+            y = srgb_to_linear(rgb[:, :1].float())
         else:
-            linear = srgb_to_linear(rgb.float())
-        y = _matmul_channels(linear, _XYZ_FROM_RGB[1:2])  # white Y is 1
-        fy = torch.where(y > _EPSILON, y.clamp(min=_EPSILON) ** (1 / 3), _KAPPA * y + 16 / 116)
-        return 116 * fy - 16
+            y = _matmul_channels(srgb_to_linear(rgb.float()), _XYZ_FROM_RGB[1:2])  # white Y is 1
+        return _y_to_lightness(y)
 
 
 # ----------------------------------------------------------------------------- model space
@@ -130,6 +161,46 @@ def model_space_to_rgb(l_norm: torch.Tensor, ab_norm: torch.Tensor) -> torch.Ten
     return lab_to_rgb(torch.cat([denormalize_l(l_norm), denormalize_ab(ab_norm)], dim=1))
 
 
+def _lab_f_to_xyz(
+    f: torch.Tensor, out: torch.Tensor | None = None, scratch: torch.Tensor | None = None
+) -> torch.Tensor:
+    """CIELAB f values -> XYZ / white without torch.where (10x slower than arithmetic here).
+
+    XYZ / white is f^3 above the cube root's linear toe at DELTA and (f - 16/116) / kappa below it.
+    The toe is f^3's tangent at DELTA, so that is max(f, DELTA)^3 + (min(f, DELTA) - DELTA) / kappa.
+    Given `out` and `scratch` buffers (of f's shape), it writes into them and clobbers `f`;
+    without them it is differentiable.
+    """
+    if out is None or scratch is None:
+        cube = f.clamp(min=_DELTA)
+        return cube * cube * cube + (f.clamp(max=_DELTA) - _DELTA) / _KAPPA
+    torch.clamp(f, min=_DELTA, out=out)
+    torch.mul(out, out, out=scratch)
+    return out.mul_(scratch).add_(f.clamp_(max=_DELTA).sub_(_DELTA).mul_(1 / _KAPPA))
+
+
+def _linear_rgb_along_chroma(fy: torch.Tensor, ab: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    # (N,) fy = (L + 16) / 116, (2, N) ab and (N,) chroma scale -> (3, N) linear RGB of (L, scale * ab)
+    f = torch.stack([fy + ab[0] * scale / 500, fy, (fy - ab[1] * scale / 200).clamp(min=0)])
+    return _RGB_FROM_WHITE_XYZ.to(f.device) @ _lab_f_to_xyz(f)
+
+
+def _fit_chroma_into_gamut(
+    lightness_values: torch.Tensor, ab: torch.Tensor, steps: int, tolerance: float
+) -> torch.Tensor:
+    """Bisect the chroma scale of out-of-gamut colours: (N,) L and (2, N) ab -> (3, N) linear RGB that fits."""
+    fy = (lightness_values + 16) / 116
+    low = torch.zeros_like(lightness_values)  # chroma scale known to fit
+    high = torch.ones_like(lightness_values)  # chroma scale known not to fit
+    for _ in range(steps):
+        middle = (low + high) / 2
+        rgb = _linear_rgb_along_chroma(fy, ab, middle)
+        fits = (rgb.amin(dim=0) >= -tolerance) & (rgb.amax(dim=0) <= 1 + tolerance)
+        low = torch.where(fits, middle, low)
+        high = torch.where(fits, high, middle)
+    return _linear_rgb_along_chroma(fy, ab, low)
+
+
 def lab_to_rgb_keeping_lightness(lab: torch.Tensor, steps: int = 10, tolerance: float = 1e-4) -> torch.Tensor:
     """CIELAB -> sRGB in [0, 1], bringing out-of-gamut colours in by lowering their chroma.
 
@@ -151,16 +222,118 @@ def lab_to_rgb_keeping_lightness(lab: torch.Tensor, steps: int = 10, tolerance: 
         if bool(outside.any()):
             where = outside.nonzero(as_tuple=True)
             lightness_values = lab[:, 0][where]  # (N,)
-            ab = lab[:, 1:].permute(0, 2, 3, 1)[where]  # (N, 2)
-            low = torch.zeros_like(lightness_values)  # chroma scale known to fit
-            high = torch.ones_like(lightness_values)  # chroma scale known not to fit
-            for _ in range(steps):
-                middle = (low + high) / 2
-                candidate = torch.cat([lightness_values[:, None], ab * middle[:, None]], dim=1)
-                rgb = lab_to_linear_rgb(candidate[:, :, None, None])[:, :, 0, 0]
-                fits = ((rgb >= -tolerance) & (rgb <= 1 + tolerance)).all(dim=1)
-                low = torch.where(fits, middle, low)
-                high = torch.where(fits, high, middle)
-            fitted = torch.cat([lightness_values[:, None], ab * low[:, None]], dim=1)
-            linear.permute(0, 2, 3, 1)[where] = lab_to_linear_rgb(fitted[:, :, None, None])[:, :, 0, 0]
+            ab = lab[:, 1:].permute(1, 0, 2, 3)[:, where[0], where[1], where[2]]  # (2, N)
+            linear.permute(0, 2, 3, 1)[where] = _fit_chroma_into_gamut(lightness_values, ab, steps, tolerance).T
         return linear_to_srgb(linear.clamp_(0.0, 1.0))
+
+
+# linear RGB in [0, 1] cut into 2^16 bins -> 8-bit sRGB of each bin's centre. Encoding through it instead of
+# pow() moves a pixel by one level only where its value lies within half a bin (7.6e-6) of a rounding edge.
+_LINEAR_BINS = 1 << 16
+_LINEAR_TO_SRGB8 = (
+    (linear_to_srgb(((torch.arange(_LINEAR_BINS, dtype=torch.float64) + 0.5) / _LINEAR_BINS).clamp(max=1)) * 255)
+    .round()
+    .to(torch.uint8)
+)
+# XYZ / white -> linear RGB in bins: the table's scale folded into the matrix
+_BINS_FROM_WHITE_XYZ = _RGB_FROM_WHITE_XYZ * _LINEAR_BINS
+
+
+def _encode_bins(linear_bins: torch.Tensor, index: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    # (3, n) linear RGB * bins, clobbered -> (3, n) uint8 sRGB in `out`, through `index`, an int32 buffer
+    index.copy_(linear_bins.clamp_(0, _LINEAR_BINS - 1))  # truncates to the bin
+    for channel in range(3):
+        torch.index_select(_LINEAR_TO_SRGB8.to(index.device), 0, index[channel], out=out[channel])
+    return out
+
+
+class Srgb8Encoder:
+    """CIELAB -> 8-bit sRGB planes for a photo's slices, the fast path of `Colorizer`.
+
+    Within one level of `(lab_to_rgb(lab) * 255).round()`. Pixels outside the gamut are only
+    clipped here; their indices are returned so that the caller can fit them all at once with
+    `fit_srgb8_into_gamut` (bisection has a high fixed cost per call). Every pass writes into
+    buffers kept from slice to slice: a fresh multi-megabyte tensor costs a page fault per 4 KiB.
+
+    Args:
+        max_pixels: the largest slice that will be encoded.
+        device: where the maths runs.
+        tolerance: as in `lab_to_rgb_keeping_lightness`.
+    """
+
+    def __init__(self, max_pixels: int, device: torch.device | str = "cpu", tolerance: float = 1e-4):
+        self.low_limit, self.high_limit = -tolerance * _LINEAR_BINS, (1 + tolerance) * _LINEAR_BINS
+        self.floats = torch.empty(11 * max_pixels, device=device)
+        self.index = torch.empty(3 * max_pixels, dtype=torch.int32, device=device)
+        self.bins_from_xyz = _BINS_FROM_WHITE_XYZ.tolist()
+
+    def __call__(self, lightness_values: torch.Tensor, ab: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """Encode `n` pixels.
+
+        Args:
+            lightness_values: (n,) L*.
+            ab: (2, n) a* and b*.
+            out: (3, n) uint8 on the same device, each plane contiguous: receives sRGB.
+
+        Returns:
+            (m,) int64 indices of the pixels outside the gamut (clipped in `out`).
+        """
+        n = lightness_values.shape[0]
+        f, xyz, linear, low, high = self.floats[: 11 * n].split([3 * n, 3 * n, 3 * n, n, n])
+        f, xyz, linear = f.view(3, n), xyz.view(3, n), linear.view(3, n)
+        torch.add(lightness_values, 16, out=f[1]).mul_(1 / 116)  # fy
+        torch.add(f[1], ab[0], alpha=1 / 500, out=f[0])
+        torch.sub(f[1], ab[1], alpha=1 / 200, out=f[2]).clamp_(min=0)
+        _lab_f_to_xyz(f, out=xyz, scratch=linear)
+        for row, (x_weight, y_weight, z_weight) in zip(linear, self.bins_from_xyz):  # 3x3 matmul, no BLAS call
+            torch.mul(xyz[0], x_weight, out=row).add_(xyz[1], alpha=y_weight).add_(xyz[2], alpha=z_weight)
+        torch.amin(linear, dim=0, out=low)
+        torch.amax(linear, dim=0, out=high)
+        if bool(low.min() < self.low_limit) or bool(high.max() > self.high_limit):
+            outside = ((low < self.low_limit) | (high > self.high_limit)).nonzero().squeeze(1)
+        else:
+            outside = torch.empty(0, dtype=torch.long, device=linear.device)
+        _encode_bins(linear, self.index[: 3 * n].view(3, n), out)
+        return outside
+
+
+def fit_srgb8_into_gamut(
+    lightness_values: torch.Tensor, ab: torch.Tensor, steps: int = 10, tolerance: float = 1e-4
+) -> torch.Tensor:
+    """Out-of-gamut Lab colours -> 8-bit sRGB, chroma lowered by bisection as in `lab_to_rgb_keeping_lightness`.
+
+    Args:
+        lightness_values: (m,) L*.
+        ab: (2, m) a* and b*.
+
+    Returns:
+        (3, m) uint8 sRGB.
+    """
+    with torch.autocast(lightness_values.device.type, enabled=False):
+        linear = _fit_chroma_into_gamut(lightness_values.float(), ab.float(), steps, tolerance)
+        index = torch.empty(linear.shape, dtype=torch.int32, device=linear.device)
+        return _encode_bins(linear.mul_(_LINEAR_BINS), index, torch.empty_like(index, dtype=torch.uint8))
+
+
+def lab_to_srgb8_keeping_lightness(
+    lightness_values: torch.Tensor, ab: torch.Tensor, steps: int = 10, tolerance: float = 1e-4
+) -> torch.Tensor:
+    """CIELAB pixels -> 8-bit sRGB planes, keeping L as `lab_to_rgb_keeping_lightness` does.
+
+    Within one level of `(lab_to_rgb_keeping_lightness(lab) * 255).round()`.
+
+    Args:
+        lightness_values: (n,) L*.
+        ab: (2, n) a* and b*.
+        steps, tolerance: as in `lab_to_rgb_keeping_lightness`.
+
+    Returns:
+        (3, n) uint8 sRGB.
+    """
+    with torch.autocast(lightness_values.device.type, enabled=False):
+        lightness_values, ab = lightness_values.float().contiguous(), ab.float()
+        out = torch.empty(3, lightness_values.shape[0], dtype=torch.uint8, device=lightness_values.device)
+        outside = Srgb8Encoder(len(lightness_values), lightness_values.device, tolerance)(lightness_values, ab, out)
+        if len(outside):
+            out[:, outside] = fit_srgb8_into_gamut(lightness_values[outside], ab[:, outside], steps, tolerance)
+        return out

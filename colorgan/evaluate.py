@@ -31,7 +31,7 @@ from .color import as_float_rgb, lab_to_rgb, lightness, rgb_to_lab
 from .hints import Hint
 from .imaging import IMAGE_SUFFIXES, decode, open_image, to_pil
 from .metrics import ab_auc, colorfulness, psnr, ssim
-from .pipeline import RENDER_SIZE_LIMITS, STARTER_MODEL, Colorizer, render_shape
+from .pipeline import BACKENDS, RENDER_SIZE_LIMITS, STARTER_MODEL, Colorizer, render_shape
 
 MIN_RENDER_SIZE, MAX_RENDER_SIZE = RENDER_SIZE_LIMITS
 
@@ -530,7 +530,7 @@ def run_eval(args: argparse.Namespace) -> int:
     colorizers = []
     for model in models:
         try:
-            colorizers.append(Colorizer.from_pretrained(model, device=args.device))
+            colorizers.append(Colorizer.from_pretrained(model, device=args.device, backend=args.backend))
         except (CheckpointError, OSError, ValueError) as error:
             print(f"error: {_first_line(error)}", file=sys.stderr)
             return 2
@@ -620,6 +620,9 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
         "--render-size", type=_render_size, help="long side the model runs at (default: the model's own)"
     )
     parser.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
+    parser.add_argument(
+        "--backend", choices=BACKENDS, default="torch", help="what runs the generator (default torch; onnx ones on cpu)"
+    )
     parser.add_argument("--limit", type=_positive_int, help="score only the first N images (sorted by name)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the hint positions (default 0)")
     parser.set_defaults(handler=run_eval)

@@ -9,6 +9,7 @@ A model folder, as `train_accelerate.py` writes it and `push_to_hub` uploads it:
     sample_grid.png                      before/after grid (any name, given by `CardFacts.sample_grid`)
     discriminator/model.safetensors      the PatchGAN, for fine-tuning
     discriminator/config.json
+    model.onnx, model_int8.onnx          the generator for ONNX Runtime (`colorgan push --onnx [--quantize]`)
 
 Nothing else is uploaded: optimizer states, checkpoints, logs and pickle weights stay local.
 
@@ -513,11 +514,15 @@ def push_to_hub(
     token: str | None = None,
     commit_message: str = "Upload colorgan model",
     revision: str | None = None,
+    onnx: bool = False,
+    quantize: bool = False,
+    calibration: str | os.PathLike | None = None,
 ):
     """Upload a model folder to a Hub model repo (created if needed); pushing again updates it.
 
     Uploads `model.safetensors`, `config.json`, `README.md`, `training_facts.json`, the sample grid
-    and `discriminator/` when present, and nothing else. The README.md is (re-)rendered from
+    and `discriminator/` when present, and nothing else; with `onnx`, also `model.onnx` (and with
+    `quantize`, `model_int8.onnx`), exported from the weights into the folder first. The README.md is (re-)rendered from
     `training_facts.json` unless the folder holds a card of your own (one without the generated-card
     marker that is not huggingface_hub's placeholder). Files already on the Hub are never deleted.
 
@@ -528,6 +533,9 @@ def push_to_hub(
         token: Hub token with write access; by default the logged-in one or HF_TOKEN.
         commit_message: the commit's summary.
         revision: branch to push to, created from main if missing; by default main.
+        onnx: export the generator to `model.onnx` (fp32) and upload it, for `backend="onnx"`.
+        quantize: with `onnx`, also export static int8 `model_int8.onnx`, calibrated on `calibration`.
+        calibration: folder of photos to calibrate int8 on.
 
     Returns:
         The `huggingface_hub.CommitInfo` of the commit: a str (the commit URL) with `.oid`.
@@ -538,6 +546,17 @@ def push_to_hub(
     """
     model_dir = Path(model_dir).resolve()
     uploads = _validate_model_folder(model_dir)
+    if quantize and not onnx:
+        raise ValueError("quantize needs onnx: the int8 graph is uploaded beside the fp32 one")
+    if onnx:
+        from .onnx_backend import ONNX_INT8_NAME, ONNX_NAME, export_model_folder_files
+
+        export_model_folder_files(str(model_dir), model_dir / ONNX_NAME)
+        uploads.append(ONNX_NAME)
+        if quantize:
+            int8 = model_dir / ONNX_INT8_NAME
+            export_model_folder_files(str(model_dir), int8, quantize=True, calibration=calibration)
+            uploads.append(ONNX_INT8_NAME)
     readme = model_dir / CARD_NAME
     if not readme.is_file() or _is_generated_card(readme.read_text(encoding="utf-8")):
         write_model_card(model_dir, repo_id)
@@ -607,6 +626,9 @@ def run_push(args: argparse.Namespace) -> int:
             token=args.token,
             commit_message=args.message,
             revision=args.revision,
+            onnx=args.onnx,
+            quantize=args.quantize,
+            calibration=args.calibration,
         )
     except (ValueError, OSError, HfHubHTTPError) as error:  # CheckpointError is a ValueError
         print(f"error: {str(error).strip().splitlines()[0]}", file=sys.stderr)
@@ -637,4 +659,11 @@ def add_push_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--token", help="Hub token with write access (default: the logged-in one or HF_TOKEN)")
     parser.add_argument("--message", default="Upload colorgan model", help="commit message")
     parser.add_argument("--revision", help="branch to push to, created if missing (default: main)")
+    parser.add_argument(
+        "--onnx", action="store_true", help="also export and upload model.onnx, for ONNX Runtime (backend='onnx')"
+    )
+    parser.add_argument(
+        "--quantize", action="store_true", help="with --onnx, also export and upload int8 model_int8.onnx"
+    )
+    parser.add_argument("--calibration", help="folder of photos to calibrate --quantize on")
     parser.set_defaults(handler=run_push)

@@ -77,7 +77,8 @@ def open_image(
 class DecodedImage:
     """An image as colorgan works on it.
 
-    rgb: (1, 3, H, W) uint8, or float32 in [0, 1] for 16-bit and float sources.
+    rgb: (1, 3, H, W) uint8, or float32 in [0, 1] for 16-bit and float sources. For 8-bit gray
+        sources it is one (H, W) plane expanded to three channels (channel stride 0): read-only.
     alpha: (H, W) alpha as a PIL 'L' band, or None.
     """
 
@@ -107,13 +108,20 @@ def decode(image: Image.Image) -> DecodedImage:
     if image.mode.startswith("I") or image.mode == "F":
         gray = torch.from_numpy(_high_bit_depth_gray(image))
         return DecodedImage(gray.expand(1, 3, *gray.shape).contiguous(), alpha)
-    rgb = np.asarray(image.convert("RGB"))  # handles L, P, CMYK, YCbCr, 1, LAB, HSV
+    if image.mode in ("L", "LA"):  # 8-bit gray: one plane seen as three channels (stride 0), never copied to RGB
+        gray = torch.from_numpy(np.asarray(image.getchannel("L")).copy())
+        return DecodedImage(gray.expand(1, 3, *gray.shape), alpha)
+    rgb = np.asarray(image.convert("RGB"))  # handles P, CMYK, YCbCr, 1, LAB, HSV
     return DecodedImage(torch.from_numpy(rgb.copy()).permute(2, 0, 1).unsqueeze(0), alpha)
 
 
 def to_pil(rgb: torch.Tensor, alpha: Image.Image | None = None) -> Image.Image:
     """(1, 3, H, W) uint8 -> PIL RGB, or RGBA when an alpha band is given."""
-    image = Image.fromarray(rgb[0].permute(1, 2, 0).contiguous().cpu().numpy(), "RGB")
+    planes = rgb[0].cpu().contiguous().numpy()  # (3, H, W)
+    height, width = planes.shape[1:]
+    # merging planes is PIL's own interleave into its 4-byte pixels: faster than transposing first
+    bands = [Image.frombuffer("L", (width, height), plane, "raw", "L", 0, 1) for plane in planes]
+    image = Image.merge("RGB", bands)
     if alpha is not None:
         image.putalpha(alpha)
     return image

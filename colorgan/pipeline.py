@@ -7,16 +7,18 @@ full-resolution L, so the output has exactly the input's size and luminance.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
 from .checkpoint import DEFAULT_MAX_PARAMETERS, CheckpointError, hub_errors_as_checkpoint_errors
-from .color import denormalize_ab, denormalize_l, lab_to_rgb_keeping_lightness, lightness, normalize_l
+from .color import Srgb8Encoder, denormalize_ab, denormalize_l, fit_srgb8_into_gamut, lightness, normalize_l
 from .hints import Hint, check_hint_layer, generator_input, layer_to_hints, points_to_hints
 from .imaging import DecodedImage, decode, open_image, to_pil
 from .models import RENDER_SIZE_LIMITS, UNetGenerator
@@ -28,7 +30,12 @@ if TYPE_CHECKING:
 STARTER_MODEL = Path(__file__).parent / "pretrained" / "starter"
 ImageInput = str | os.PathLike | bytes | Image.Image
 HintInput = Sequence[Hint | tuple] | Image.Image | None
-CHUNK_PIXELS = 1 << 20  # full-resolution colour maths runs in slices of ~1 MP to bound memory
+# what runs the generator: torch, or ONNX Runtime on the CPU in fp32 or int8 (see colorgan.onnx_backend)
+BACKENDS = ("torch", "onnx", "onnx-int8")
+# full-resolution colour maths runs in slices of rows: small enough that a slice's float planes stay
+# in the CPU's caches between the ~20 passes over them, large enough that per-call overhead stays small
+CHUNK_PIXELS = 1 << 16
+T = TypeVar("T")
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -55,10 +62,93 @@ def render_shape(width: int, height: int, render_size: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
+# Under OpenMP, torch.set_num_threads is per thread: a worker thread can run single-threaded ops
+# without changing what the caller's thread (or any other) uses.
+_THREAD_LOCAL_TORCH_THREADS = "parallel backend: OpenMP" in torch.__config__.parallel_info()
+
+
 def _row_chunks(height: int, width: int):
     rows = max(1, CHUNK_PIXELS // width)
     for top in range(0, height, rows):
         yield slice(top, min(top + rows, height))
+
+
+def _in_row_slices(height: int, width: int, device: torch.device, work: Callable[[list[slice]], T]) -> list[T]:
+    """Run `work` over the row slices of an image: on the cpu, one share of slices per torch thread.
+
+    The slices' ops are small (~20 passes over 64 K pixels each); with torch's own intra-op threads
+    every pass ends in a barrier, and on a loaded machine a thread waiting at one for a descheduled
+    sibling spins for its whole time slice (measured: 28x the CPU time of one thread). Whole slices
+    per thread, each running single-threaded ops, meet only once, at the end.
+    """
+    chunks = list(_row_chunks(height, width))
+    workers = 1
+    if device.type == "cpu" and _THREAD_LOCAL_TORCH_THREADS:
+        workers = min(torch.get_num_threads(), len(chunks))
+    if workers <= 1:
+        return [work(chunks)]
+
+    caller_threads = torch.get_num_threads()
+
+    def single_threaded(share: list[slice]) -> T:
+        torch.set_num_threads(1)  # OpenMP's count for this worker thread only
+        try:
+            with torch.inference_mode():
+                return work(share)
+        finally:
+            torch.set_num_threads(caller_threads)  # it also set MKL's process-wide count: put that back
+
+    return list(_row_pool(workers).map(single_threaded, [chunks[index::workers] for index in range(workers)]))
+
+
+_ROW_POOLS: dict[int, ThreadPoolExecutor] = {}
+_ROW_POOLS_LOCK = threading.Lock()
+
+
+def _row_pool(workers: int) -> ThreadPoolExecutor:
+    # kept for the process: fresh threads per photo would each get a malloc arena that keeps what it freed
+    with _ROW_POOLS_LOCK:
+        if workers not in _ROW_POOLS:
+            _ROW_POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="colorgan-rows")
+        return _ROW_POOLS[workers]
+
+
+def _bilinear_taps(in_size: int, out_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """Source indices i0, i1 and weight of i1 per output position, as F.interpolate's bilinear (align_corners=False)."""
+    scale = in_size / out_size
+    source = ((torch.arange(out_size, device=device, dtype=torch.float32) + 0.5) * scale - 0.5).clamp_(min=0)
+    first = source.long().clamp_(max=in_size - 1)
+    return first, (first + 1).clamp_(max=in_size - 1), source - first
+
+
+class _RowUpsampler:
+    """Bilinear upsampling of a small (C, h, w) map to (C, H, W), one slice of output rows at a time.
+
+    Equals `F.interpolate(mode="bilinear", align_corners=False)` (within float rounding), but the
+    full-resolution result never exists at once: columns are interpolated once, at (C, h, W), and
+    each slice of rows is blended from two of those rows, in buffers reused from slice to slice.
+    """
+
+    def __init__(self, small: torch.Tensor, height: int, width: int):
+        # the columns at (C, h, W): interpolating to the same height is exact, and torch's kernel is fast
+        self.columns = small
+        if small.shape[-1] != width:
+            size = (small.shape[-2], width)
+            self.columns = F.interpolate(small[None], size=size, mode="bilinear", align_corners=False)[0]
+        self.top, self.bottom, self.weight = _bilinear_taps(small.shape[-2], height, small.device)
+
+    def new_buffer(self, max_rows: int) -> torch.Tensor:
+        """Scratch space for `rows` (one per thread)."""
+        return self.columns.new_empty(2, self.columns.shape[0] * max_rows * self.columns.shape[-1])
+
+    def rows(self, rows: slice, buffer: torch.Tensor) -> torch.Tensor:
+        # -> (C, rows, W), in `buffer`
+        channels, _, width = self.columns.shape
+        size = channels * (rows.stop - rows.start) * width
+        top, bottom = (half[:size].view(channels, -1, width) for half in buffer)
+        torch.index_select(self.columns, 1, self.top[rows], out=top)
+        torch.index_select(self.columns, 1, self.bottom[rows], out=bottom)
+        return top.lerp_(bottom, self.weight[rows, None])
 
 
 class Colorizer:
@@ -67,10 +157,17 @@ class Colorizer:
     Args:
         generator: the trained generator.
         device: where to run; by default cuda, mps or cpu, whichever is there first.
+        onnx_generator: run the generator's forward with this `OnnxGenerator` (ONNX Runtime, cpu)
+            instead of torch; `generator` still gives the model's settings.
     """
 
-    def __init__(self, generator: UNetGenerator, device: str | torch.device | None = None):
-        self.device = pick_device(device)
+    def __init__(
+        self, generator: UNetGenerator, device: str | torch.device | None = None, *, onnx_generator=None
+    ):
+        self.device = pick_device("cpu" if onnx_generator is not None and device is None else device)
+        if onnx_generator is not None and self.device.type != "cpu":
+            raise ValueError(f"the ONNX backend runs on the cpu, not {device}")
+        self.onnx_generator = onnx_generator
         self.generator = generator.to(self.device).eval()
         if self.device.type == "cpu":
             self.generator = self.generator.to(memory_format=torch.channels_last)  # ~25% faster convs on CPU
@@ -86,6 +183,7 @@ class Colorizer:
         cache_dir: str | os.PathLike | None = None,
         local_files_only: bool = False,
         max_parameters: int = DEFAULT_MAX_PARAMETERS,
+        backend: str = "torch",
     ) -> "Colorizer":
         """Load a generator from a local folder or a Hub repo (safetensors only, strictly).
 
@@ -99,10 +197,16 @@ class Colorizer:
             local_files_only: never touch the network (also implied by HF_HUB_OFFLINE=1).
             max_parameters: refuse a generator with more parameters than this (the config and the
                 weights' header are checked against it before anything is allocated).
+            backend: "torch", or "onnx" / "onnx-int8" to run the generator with ONNX Runtime on the
+                cpu (needs the `onnx` extra). "onnx" uses the `model.onnx` shipped with the model, else
+                exports one on first use into the Hugging Face cache; "onnx-int8" needs a shipped
+                `model_int8.onnx` (see `colorgan.onnx_backend`).
 
         Raises:
             CheckpointError: with a one-line reason when the model cannot be loaded.
         """
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
         source = str(path_or_repo_id) if path_or_repo_id is not None else str(STARTER_MODEL)
         if path_or_repo_id is None and not STARTER_MODEL.is_dir():
             raise CheckpointError("no starter checkpoint is bundled with this install; pass a model folder or repo id")
@@ -120,7 +224,25 @@ class Colorizer:
                 local_files_only=local_files_only,
                 max_parameters=max_parameters,
             )
-        return cls(generator, device=device)
+        onnx_generator = None
+        if backend != "torch":
+            from .onnx_backend import load_onnx_generator
+
+            download_kwargs = dict(
+                revision=revision, token=token, cache_dir=cache_dir, local_files_only=local_files_only
+            )
+            with hub_errors_as_checkpoint_errors(source):
+                onnx_generator = load_onnx_generator(
+                    source, generator, quantized=backend == "onnx-int8", **download_kwargs
+                )
+        return cls(generator, device=device, onnx_generator=onnx_generator)
+
+    @property
+    def backend(self) -> str:
+        """What runs the generator: "torch", "onnx" or "onnx-int8"."""
+        if self.onnx_generator is None:
+            return "torch"
+        return "onnx-int8" if self.onnx_generator.quantized else "onnx"
 
     @property
     def default_render_size(self) -> int:
@@ -239,12 +361,25 @@ class Colorizer:
             raise ValueError(f"render_size must be between {low} and {high}, got {render_size}")
         return render_size
 
+    def model_input(
+        self, image: ImageInput, *, hints: HintInput = None, render_size: int | None = None
+    ) -> torch.Tensor:
+        """The generator's (1, 4, h, w) input for one image, as `__call__` builds it (e.g. to calibrate int8)."""
+        item = decode(open_image(image))
+        render_size = self.default_render_size if render_size is None else render_size
+        with torch.inference_mode():
+            return self._generator_input(item, self._full_resolution_lightness(item), hints, render_size)
+
     def _full_resolution_lightness(self, item: DecodedImage) -> torch.Tensor:
         # (1, 3, H, W) uint8/float on cpu -> (1, 1, H, W) L* float32 on the device
         height, width = item.rgb.shape[-2:]
         l_full = torch.empty(1, 1, height, width, device=self.device)
-        for rows in _row_chunks(height, width):
-            l_full[..., rows, :] = lightness(item.rgb[..., rows, :].to(self.device))
+
+        def fill(share: list[slice]) -> None:
+            for rows in share:
+                l_full[..., rows, :] = lightness(item.rgb[..., rows, :].to(self.device))
+
+        _in_row_slices(height, width, self.device, fill)
         return l_full
 
     def _generator_input(
@@ -273,10 +408,13 @@ class Colorizer:
             groups.setdefault(tuple(tensor.shape), []).append(index)
         for indices in groups.values():
             batch = torch.cat([inputs[i] for i in indices])
-            if self.device.type == "cpu":
-                batch = batch.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-                ab_norm = self.generator(batch)
+            if self.onnx_generator is not None:
+                ab_norm = self.onnx_generator(batch)
+            else:
+                if self.device.type == "cpu":
+                    batch = batch.contiguous(memory_format=torch.channels_last)
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+                    ab_norm = self.generator(batch)
             for position, index in enumerate(indices):
                 outputs[index] = denormalize_ab(ab_norm[position : position + 1].float())
         return outputs  # type: ignore[return-value]
@@ -292,9 +430,32 @@ class Colorizer:
     def _recombine(self, l_full: torch.Tensor, ab_small: torch.Tensor) -> torch.Tensor:
         # full-res L (1, 1, H, W) + low-res ab (1, 2, h, w) -> (1, 3, H, W) uint8 on cpu
         height, width = l_full.shape[-2:]
-        ab_full = F.interpolate(ab_small, size=(height, width), mode="bilinear", align_corners=False)
-        rgb = torch.empty(1, 3, height, width, dtype=torch.uint8)
-        for rows in _row_chunks(height, width):
-            lab = torch.cat([l_full[..., rows, :], ab_full[..., rows, :]], dim=1)
-            rgb[..., rows, :] = (lab_to_rgb_keeping_lightness(lab) * 255).round_().to("cpu", torch.uint8)
-        return rgb
+        max_rows = next(_row_chunks(height, width)).stop
+        upsampler = _RowUpsampler(ab_small[0].float(), height, width)
+        rgb = torch.empty(3, height * width, dtype=torch.uint8)
+
+        def encode(share: list[slice]) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+            # every slice of `share` into `rgb`; -> (indices, L, ab) of the pixels outside the gamut
+            buffer, encoder = upsampler.new_buffer(max_rows), Srgb8Encoder(max_rows * width, self.device)
+            on_device = rgb
+            if self.device.type != "cpu":
+                on_device = torch.empty_like(rgb[:, : max_rows * width], device=self.device)
+            outside_pixels = []
+            for rows in share:
+                start, stop = rows.start * width, rows.stop * width
+                ab = upsampler.rows(rows, buffer).view(2, -1)  # (2, n)
+                lightness_values = l_full[0, 0, rows].reshape(-1)  # (n,)
+                planes = rgb[:, start:stop] if on_device is rgb else on_device[:, : stop - start]
+                outside = encoder(lightness_values, ab, planes)
+                if on_device is not rgb:
+                    rgb[:, start:stop] = planes.cpu()
+                if len(outside):
+                    outside_pixels.append((outside + start, lightness_values[outside], ab[:, outside]))
+            return outside_pixels
+
+        outside_pixels = [item for share in _in_row_slices(height, width, self.device, encode) for item in share]
+        if outside_pixels:  # few pixels: fitted all at once, since a fitting call costs ~1 ms
+            index, lightness_values, ab = zip(*outside_pixels)
+            fitted = fit_srgb8_into_gamut(torch.cat(lightness_values), torch.cat(ab, dim=1))  # (3, m)
+            rgb[:, torch.cat(index).cpu()] = fitted.cpu()
+        return rgb.view(1, 3, height, width)

@@ -271,3 +271,38 @@ def test_keeping_lightness_leaves_in_gamut_colours_alone(real_photos):
     kept = color.lab_to_rgb_keeping_lightness(lab)
     torch.testing.assert_close(kept, color.lab_to_rgb(lab), rtol=0, atol=1e-4)
     assert torch.equal((kept * 255).round().to(torch.uint8), rgb)
+
+
+# ----------------------------------------------------------------------------- the 8-bit fast path
+@pytest.mark.parametrize("ab_limit", [20.0, 150.0, 500.0], ids=["in_gamut", "saturated", "wild"])
+def test_srgb8_fast_path_is_within_one_level_of_the_float_path(ab_limit):
+    lab = wild_lab(num_lightness=41, num_ab=31, ab_limit=ab_limit)  # (1, 3, 41, 961)
+    expected = (color.lab_to_rgb_keeping_lightness(lab) * 255).round().to(torch.uint8).reshape(3, -1)
+    actual = color.lab_to_srgb8_keeping_lightness(lab[0, 0].reshape(-1), lab[0, 1:].reshape(2, -1))
+    assert actual.shape == expected.shape and actual.dtype == torch.uint8
+    difference = (actual.int() - expected.int()).abs()
+    assert difference.max() <= 1 and difference.float().mean() < 0.01
+
+
+def test_srgb8_encoder_reports_exactly_the_out_of_gamut_pixels():
+    lab = wild_lab(num_lightness=11, num_ab=21, ab_limit=200.0)
+    lightness_values, ab = lab[0, 0].reshape(-1), lab[0, 1:].reshape(2, -1)
+    out = torch.empty(3, lightness_values.numel(), dtype=torch.uint8)
+    outside = color.Srgb8Encoder(lightness_values.numel())(lightness_values, ab, out)
+    linear = color.lab_to_linear_rgb(lab).reshape(3, -1)
+    expected = ((linear < -1e-4) | (linear > 1 + 1e-4)).any(dim=0).nonzero().squeeze(1)
+    assert 0 < len(outside) < lightness_values.numel() and torch.equal(outside, expected)
+
+
+@pytest.mark.parametrize("kind", ["gray_view_uint8", "gray_view_float", "rgb_uint8"])
+def test_lightness_fast_paths_match_the_general_one(kind):
+    gray = torch.arange(256, dtype=torch.uint8).repeat(3, 1)[None, :, None, :]  # (1, 3, 1, 256), R = G = B
+    general = color.lightness(gray.float() / 255)
+    if kind == "gray_view_uint8":
+        rgb = gray[:, :1].expand(1, 3, 1, 256)  # stride-0 channels, as `decode` gives for 8-bit gray
+    elif kind == "gray_view_float":
+        rgb = (gray[:, :1].float() / 255).expand(1, 3, 1, 256)
+    else:
+        rgb = gray.clone()
+    assert color._is_gray_view(rgb) == kind.startswith("gray_view")
+    torch.testing.assert_close(color.lightness(rgb), general, atol=2e-4, rtol=0)

@@ -350,3 +350,28 @@ def test_from_pretrained_missing_folder(source):
     with pytest.raises(CheckpointError) as error:
         Colorizer.from_pretrained(source)
     assert_one_line(str(error.value))
+
+
+@pytest.mark.parametrize("size", [(1, 1), (301, 7), (640, 480)])
+def test_row_upsampler_equals_bilinear_interpolate(size):
+    from colorgan.pipeline import _RowUpsampler, _row_chunks
+
+    width, height = size
+    small = torch.randn(2, max(1, height // 5), max(1, width // 3))
+    expected = torch.nn.functional.interpolate(small[None], size=(height, width), mode="bilinear")[0]
+    upsampler = _RowUpsampler(small, height, width)
+    buffer = upsampler.new_buffer(next(_row_chunks(height, width)).stop)
+    actual = torch.cat([upsampler.rows(rows, buffer).clone() for rows in _row_chunks(height, width)], dim=1)
+    torch.testing.assert_close(actual, expected, atol=1e-4, rtol=0)  # float rounding of the weights
+
+
+def test_threaded_row_slices_give_the_same_image_and_leave_thread_counts_alone(colorizer, photo, monkeypatch):
+    import colorgan.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "CHUNK_PIXELS", 2048)  # many slices, so each thread gets several
+    big = photo.resize((603, 351))
+    single = np.asarray(colorizer(big, render_size=128))
+    torch.set_num_threads(2)  # the one_torch_thread fixture restores it
+    threaded = np.asarray(colorizer(big, render_size=128))
+    assert torch.get_num_threads() == 2
+    assert np.array_equal(single, threaded)

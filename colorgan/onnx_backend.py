@@ -1,0 +1,435 @@
+"""ONNX export of the generator and the ONNX Runtime backend for CPU serving.
+
+    colorgan export-onnx MODEL OUT.onnx [--quantize --calibration PHOTOS]
+    Colorizer.from_pretrained(MODEL, device="cpu", backend="onnx")       # or backend="onnx-int8"
+
+The graph takes (B, 4, H, W) generator input and gives (B, 2, H, W) ab / 110, like
+`UNetGenerator`, with batch, height and width dynamic: the padding to the encoder's stride
+(replicate) and the crop back are part of the graph.
+
+Where `backend="onnx"` finds its graph, in order:
+  1. `model.onnx` in the model folder or Hub repo (as `colorgan push --onnx` uploads it);
+  2. an export cached under `$HF_HOME/colorgan/onnx/<safetensors sha256>-opset<N>/model.onnx`;
+  3. a fresh export into that cache (written atomically; never into the package or model folder).
+A cached export that does not load is exported again; a `model.onnx` that came with the model
+and does not load is refused with a one-line `CheckpointError`.
+
+`backend="onnx-int8"` needs `model_int8.onnx` in the folder or repo: quantizing needs
+calibration photos, so it is made by `colorgan export-onnx --quantize` or `colorgan push --onnx
+--quantize`, never on the fly. It is static QDQ int8 (per-channel weights, activations calibrated
+on the photos): ONNX Runtime's dynamic quantization runs convolutions as ConvInteger, which on a
+2-core x86 CPU measured 5x slower than fp32 rather than faster.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .checkpoint import CheckpointError, resolve_weights_file
+from .models import GENERATOR_INPUT_CHANNELS, UNetGenerator
+
+ONNX_OPSET = 18  # supported by every onnxruntime on PyPI since 1.14 and by torch.onnx's exporter
+ONNX_NAME = "model.onnx"
+ONNX_INT8_NAME = "model_int8.onnx"
+INPUT_NAME, OUTPUT_NAME = "input", "ab"
+CALIBRATION_IMAGES = 16  # photos used to calibrate int8 activations by default
+CALIBRATION_HINTS = 16  # hint points on the second calibration input of each photo
+CALIBRATION_CROP = 128  # calibration inputs are cropped to one size: the percentile calibrator needs that
+# Decoder levels (finest first) kept in fp32 by `quantize_onnx`. Measured on the starter model, 14 val
+# photos: all convs int8 lost 2.7 dB PSNR; the 2 finest levels and the head in fp32, 0.45 dB at 0.60x the
+# fp32 time; the 3 finest, 0.18 dB at 0.70x. They see the full-resolution detail, and their int8 noise
+# shows as colour noise.
+FP32_DECODER_LEVELS = 3
+
+
+def onnx_file_name(quantized: bool) -> str:
+    return ONNX_INT8_NAME if quantized else ONNX_NAME
+
+
+def onnx_cache_root() -> Path:
+    """Where exports made on first use are kept: `$HF_HOME/colorgan/onnx`."""
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HOME) / "colorgan" / "onnx"
+
+
+class _PaddedGenerator(nn.Module):
+    """The generator with its stride padding done in traceable ops, so the export keeps H and W dynamic.
+
+    `UNetGenerator.forward` pads only when it must (a Python `if`); an export traces one branch.
+    Padding here, with symbolic sizes, always hands it a multiple of the stride, so the branch it
+    takes is the same for every input size.
+    """
+
+    def __init__(self, generator: UNetGenerator):
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # (B, 4, H, W) -> (B, 2, H, W)
+        height, width = x.shape[-2:]
+        stride = self.generator.stride
+        pad_w, pad_h = (stride - width % stride) % stride, (stride - height % stride) % stride
+        padded = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
+        return self.generator(padded)[..., :height, :width]
+
+
+@contextmanager
+def _atomic_path(destination: Path) -> Iterator[Path]:
+    """A temporary path beside `destination`, renamed onto it when the block succeeds, removed if not."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".tmp")
+    os.close(descriptor)
+    try:
+        yield Path(temporary)
+        umask = os.umask(0o022)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it private; the result is an ordinary file
+        os.replace(temporary, destination)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
+def export_onnx(generator: UNetGenerator, destination: str | os.PathLike, *, opset: int = ONNX_OPSET) -> Path:
+    """Export a generator to ONNX with dynamic batch, height and width; written atomically.
+
+    Args:
+        generator: the generator (left untouched: a float32 copy is exported).
+        destination: the `.onnx` file to write (one file: weights inline).
+        opset: ONNX opset.
+
+    Returns:
+        The written path.
+    """
+    import warnings
+
+    from torch.export import Dim
+
+    destination = Path(destination)
+    model = _PaddedGenerator(copy.deepcopy(generator).float().cpu().to(memory_format=torch.contiguous_format)).eval()
+    example = torch.zeros(2, GENERATOR_INPUT_CHANNELS, 80, 112)  # sizes other than 0, 1 and each other: none fixed
+    dynamic = {"x": {0: Dim("batch"), 2: Dim.DYNAMIC, 3: Dim.DYNAMIC}}
+    with _atomic_path(destination) as temporary, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's notes on its own internals, not the user's business
+        torch.onnx.export(
+            model,
+            (example,),
+            str(temporary),
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            opset_version=opset,
+            dynamo=True,
+            dynamic_shapes=dynamic,
+            external_data=False,
+            verbose=False,
+        )
+    return destination
+
+
+def _fine_decoder_convs(model_path: Path, levels: int) -> list[str]:
+    """Names of the Conv nodes of the `levels` finest decoder blocks and of the head (from the exporter's scopes)."""
+    import onnx
+
+    def scopes(node) -> str:
+        return next((p.value for p in node.metadata_props if p.key == "pkg.torch.onnx.name_scopes"), "")
+
+    nodes = [node for node in onnx.load(str(model_path)).graph.node if node.op_type == "Conv"]
+    blocks = {int(m) for node in nodes for m in re.findall(r"generator\.decoder\.(\d+)'", scopes(node))}
+    fine = {f"generator.decoder.{index}" for index in sorted(blocks)[-levels:]} | {"generator.head"}
+    return [node.name for node in nodes if any(f"'{scope}'" in scopes(node) for scope in fine)]
+
+
+def quantize_onnx(
+    fp32_path: str | os.PathLike,
+    destination: str | os.PathLike,
+    calibration_inputs: Iterable[torch.Tensor],
+    fp32_levels: int = FP32_DECODER_LEVELS,
+) -> Path:
+    """Static int8 quantization (QDQ) of an exported generator's convolutions; written atomically.
+
+    Weights are int8 per channel; activations uint8, their ranges the 99.999th percentiles seen on
+    the calibration inputs. The decoder's `fp32_levels` finest blocks and the head stay fp32.
+
+    Args:
+        fp32_path: the fp32 export.
+        destination: the int8 `.onnx` to write.
+        calibration_inputs: (1, 4, h, w) generator inputs of real photos (see `Colorizer.model_input`);
+            the top-left CALIBRATION_CROP square of each is used, smaller ones are skipped.
+        fp32_levels: decoder levels, finest first, kept in fp32 (0 quantizes every conv).
+    """
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):
+        def __init__(self, inputs: Iterable[torch.Tensor]):
+            self.inputs = (x for x in inputs if min(x.shape[-2:]) >= CALIBRATION_CROP)
+            self.used = 0
+
+        def get_next(self) -> dict | None:
+            tensor = next(self.inputs, None)
+            if tensor is None:
+                if not self.used:
+                    raise ValueError(f"no calibration input is at least {CALIBRATION_CROP} px on each side")
+                return None
+            self.used += 1
+            crop = tensor[..., :CALIBRATION_CROP, :CALIBRATION_CROP]
+            return {INPUT_NAME: crop.float().cpu().contiguous().numpy()}
+
+    destination = Path(destination)
+    excluded = _fine_decoder_convs(Path(fp32_path), fp32_levels) if fp32_levels else []
+    with _atomic_path(destination) as temporary, tempfile.TemporaryDirectory() as scratch:
+        prepared = Path(scratch) / "prepared.onnx"
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared),
+            str(temporary),
+            Reader(calibration_inputs),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=["Conv"],
+            nodes_to_exclude=excluded,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.Percentile,
+        )
+    return destination
+
+
+class OnnxGenerator:
+    """An exported generator run by ONNX Runtime on the CPU; called like `UNetGenerator`.
+
+    Args:
+        path: the `.onnx` file.
+        threads: ONNX Runtime intra-op threads; by default torch's current thread count, so one
+            setting (`torch.set_num_threads`, OMP_NUM_THREADS) governs both backends.
+
+    Raises:
+        CheckpointError: the file is missing, not ONNX, or not a colorgan generator (one line).
+    """
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise CheckpointError("the ONNX backend needs onnxruntime: pip install 'colorgan[onnx]'") from None
+        self.path = Path(path)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3  # errors only: its warnings are about its own optimizer
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own classes (InvalidProtobuf, Fail, NoSuchFile...)
+            reason = " ".join(str(error).split())[:300]
+            raise CheckpointError(f"{self.path} is not a loadable ONNX model ({reason})") from None
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        shapes_fit = (
+            len(inputs) == 1
+            and len(outputs) == 1
+            and len(inputs[0].shape) == 4
+            and inputs[0].shape[1] == GENERATOR_INPUT_CHANNELS
+            and len(outputs[0].shape) == 4
+            and outputs[0].shape[1] == 2
+        )
+        if not shapes_fit:
+            found = ", ".join(f"{item.name} {item.shape}" for item in [*inputs, *outputs])
+            raise CheckpointError(
+                f"{self.path} is not a colorgan generator: it should map (B, 4, H, W) to (B, 2, H, W), found {found}"
+            )
+        self.input_name, self.output_name = inputs[0].name, outputs[0].name
+        self.quantized = self._is_quantized()
+
+    def _is_quantized(self) -> bool:
+        try:
+            import onnx
+        except ImportError:  # onnxruntime alone can run the graph; then trust the file's name
+            return self.path.name == ONNX_INT8_NAME
+        graph = onnx.load(str(self.path), load_external_data=False).graph
+        return any(node.op_type == "QuantizeLinear" for node in graph.node)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        # (B, 4, H, W) -> (B, 2, H, W) ab / 110, float32 on the cpu
+        feed = {self.input_name: x.detach().to("cpu", torch.float32).contiguous().numpy()}
+        return torch.from_numpy(self.session.run([self.output_name], feed)[0])
+
+
+def _file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _shipped_onnx(source: str, name: str, download_kwargs: dict) -> str | None:
+    """`name` from the model folder or Hub repo, or None when it has none (or the Hub cannot say, offline)."""
+    if os.path.isdir(source):
+        path = os.path.join(source, name)
+        return path if os.path.isfile(path) else None
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    try:
+        return hf_hub_download(repo_id=source, filename=name, **download_kwargs)
+    except (EntryNotFoundError, LocalEntryNotFoundError):
+        return None
+
+
+def load_onnx_generator(
+    source: str, generator: UNetGenerator, *, quantized: bool = False, **download_kwargs
+) -> OnnxGenerator:
+    """The ONNX Runtime generator for a model folder or Hub repo (see the module doc for where it comes from).
+
+    Args:
+        source: the model folder or Hub repo id `generator` was loaded from.
+        generator: the loaded torch generator, exported when no graph is shipped or cached.
+        quantized: load `model_int8.onnx` instead.
+        download_kwargs: revision, token, cache_dir, local_files_only, as for `hf_hub_download`.
+
+    Raises:
+        CheckpointError: one line, when no usable graph can be found or made.
+    """
+    name = onnx_file_name(quantized)
+    shipped = _shipped_onnx(source, name, download_kwargs)
+    if shipped is not None:
+        return OnnxGenerator(shipped)
+    if quantized:
+        raise CheckpointError(
+            f"{source} has no {name}; make one with `colorgan export-onnx MODEL {name} --quantize"
+            " --calibration PHOTOS` or `colorgan push --onnx --quantize`"
+        )
+    weights = resolve_weights_file(source, **download_kwargs)
+    cached = onnx_cache_root() / f"{_file_sha256(weights)[:16]}-opset{ONNX_OPSET}" / name
+    if cached.is_file():
+        try:
+            return OnnxGenerator(cached)
+        except CheckpointError:
+            cached.unlink(missing_ok=True)  # a damaged cache entry: export it again
+    try:
+        export_onnx(generator, cached)
+    except OSError as error:
+        raise CheckpointError(f"cannot write the ONNX export to {cached.parent} ({error})") from None
+    return OnnxGenerator(cached)
+
+
+def calibration_inputs(
+    colorizer, images: Iterable, render_size: int | None = None, hints: int = CALIBRATION_HINTS
+) -> Iterator[torch.Tensor]:
+    """The generator inputs of photos, as `colorizer` builds them, for `quantize_onnx`.
+
+    Each photo gives two: without hints, and with `hints` points coloured from the photo itself
+    (hint channels change the activations' ranges; calibrated without them, int8 weakened hints).
+
+    Args:
+        colorizer: a `Colorizer` (its render size and input pipeline are used).
+        images: paths or bytes of colour photos.
+        render_size: long side, by default the model's own.
+        hints: hint points per photo for its second input.
+    """
+    from .color import as_float_rgb
+    from .evaluate import sample_hints
+    from .imaging import decode, open_image
+
+    random = torch.Generator().manual_seed(0)
+    for image in images:
+        yield colorizer.model_input(image, render_size=render_size)
+        if hints:
+            truth = as_float_rgb(decode(open_image(image)).rgb)
+            points = sample_hints(truth, hints, random, radius=2)
+            yield colorizer.model_input(image, hints=points, render_size=render_size)
+
+
+# ----------------------------------------------------------------------------- command line
+def export_model_folder_files(
+    source: str,
+    destination: str | os.PathLike,
+    *,
+    quantize: bool = False,
+    calibration: str | os.PathLike | None = None,
+    calibration_count: int = CALIBRATION_IMAGES,
+) -> Path:
+    """Export a model folder or Hub repo's generator to `destination` (fp32, or int8 with `quantize`).
+
+    Args:
+        source: model folder or Hub repo id.
+        destination: the `.onnx` file to write.
+        quantize: write static int8, calibrated on photos of `calibration`.
+        calibration: folder of photos (needed with `quantize`).
+        calibration_count: how many of its photos (sorted by name) to use.
+
+    Raises:
+        CheckpointError: the model cannot be loaded; ValueError: no calibration photos.
+    """
+    from .imaging import IMAGE_SUFFIXES
+    from .pipeline import Colorizer
+
+    colorizer = Colorizer.from_pretrained(source, device="cpu")
+    if not quantize:
+        return export_onnx(colorizer.generator, destination)
+    folder = Path(calibration) if calibration else None
+    photos = []
+    if folder is not None and folder.is_dir():
+        photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not photos:
+        where = calibration or "no --calibration folder given"
+        raise ValueError(f"--quantize needs calibration photos: {where} has none")
+    with tempfile.TemporaryDirectory() as scratch:
+        fp32 = export_onnx(colorizer.generator, Path(scratch) / ONNX_NAME)
+        return quantize_onnx(fp32, destination, calibration_inputs(colorizer, photos[:calibration_count]))
+
+
+def run_export_onnx(args: argparse.Namespace) -> int:
+    try:
+        path = export_model_folder_files(
+            args.model,
+            args.output,
+            quantize=args.quantize,
+            calibration=args.calibration,
+            calibration_count=args.calibration_count,
+        )
+    except (ValueError, OSError) as error:  # CheckpointError is a ValueError
+        print(f"error: {str(error).strip().splitlines()[0]}", file=sys.stderr)
+        return 2
+    kind = "int8" if args.quantize else "fp32"
+    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MB, {kind}, opset {ONNX_OPSET})", file=sys.stderr)
+    return 0
+
+
+def add_export_onnx_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "export-onnx",
+        help="export a model's generator to ONNX (dynamic batch, height and width), optionally int8",
+        description="Export the generator of a model folder or Hub repo to one .onnx file for ONNX Runtime,"
+        f" opset {ONNX_OPSET}, with dynamic batch, height and width. With --quantize it is static int8 (QDQ),"
+        " its activation ranges calibrated on photos of --calibration.",
+    )
+    parser.add_argument("model", help="model folder or Hub repo id")
+    parser.add_argument("output", help="the .onnx file to write")
+    parser.add_argument("--quantize", action="store_true", help="write int8 (needs --calibration)")
+    parser.add_argument("--calibration", help="folder of photos to calibrate int8 activations on")
+    parser.add_argument(
+        "--calibration-count",
+        type=int,
+        default=CALIBRATION_IMAGES,
+        help=f"how many of its photos to use, sorted by name (default {CALIBRATION_IMAGES})",
+    )
+    parser.set_defaults(handler=run_export_onnx)

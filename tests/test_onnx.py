@@ -1,0 +1,313 @@
+"""The ONNX export and the ONNX Runtime backend: dynamic sizes, equality with torch, caching, bad files, push.
+
+One export of the tiny model is shared by the session (the exporter takes ~10 s); tests that only
+need "an export happened" copy it instead of exporting again. No test touches the network: Hub
+calls go to the fake Hub of tests/hub_server.py.
+"""
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from hub_server import WRITE_TOKEN
+from PIL import Image
+
+import colorgan.onnx_backend as onnx_backend
+from colorgan import CheckpointError, Colorizer, UNetGenerator
+from colorgan.cli import main as cli_main
+from colorgan.hub import push_to_hub
+from colorgan.onnx_backend import (
+    ONNX_INT8_NAME,
+    ONNX_NAME,
+    ONNX_OPSET,
+    OnnxGenerator,
+    export_onnx,
+    load_onnx_generator,
+)
+from colorgan.pipeline import STARTER_MODEL
+from conftest import assert_one_line, val_photo_paths
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "fresh_onnx_cache")
+
+ODD_SIZES = [(1, 1), (7, 5), (33, 17), (123, 301), (250, 97)]  # (width, height)
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny generator exported once for the session."""
+    generator = UNetGenerator.from_pretrained(tiny_model_dir)
+    return export_onnx(generator, tmp_path_factory.mktemp("export") / ONNX_NAME)
+
+
+@pytest.fixture
+def fresh_onnx_cache(monkeypatch, tmp_path) -> Path:
+    """Each test its own export cache (the session's HF_HOME is shared by all tests)."""
+    root = tmp_path / "onnx-cache"
+    monkeypatch.setattr(onnx_backend, "onnx_cache_root", lambda: root)
+    return root
+
+
+@pytest.fixture
+def model_folder(tmp_path, tiny_model_dir, tiny_onnx) -> Path:
+    """A copy of the tiny model folder with its `model.onnx` beside the safetensors."""
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    shutil.copy(tiny_onnx, folder / ONNX_NAME)
+    return folder
+
+
+@pytest.fixture
+def copy_instead_of_exporting(monkeypatch, tiny_onnx) -> list[Path]:
+    """Make `export_onnx` copy the session's export (of the same weights); returns the paths it wrote."""
+    written = []
+
+    def fake_export(generator, destination, **kwargs):
+        destination = Path(destination)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(tiny_onnx, destination)
+        written.append(destination)
+        return destination
+
+    monkeypatch.setattr(onnx_backend, "export_onnx", fake_export)
+    return written
+
+
+def textured_photo(width: int, height: int, seed: int = 0) -> Image.Image:
+    """A gray photo with edges and noise, so colours vary across it."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    gray = 128 + 90 * np.sin(x / 7.0) * np.cos(y / 5.0) + rng.normal(0, 20, (height, width))
+    return Image.fromarray(gray.clip(0, 255).astype(np.uint8), "L")
+
+
+def max_level_difference(first: Image.Image, second: Image.Image) -> int:
+    return int(np.abs(np.asarray(first, dtype=int) - np.asarray(second, dtype=int)).max())
+
+
+# ----------------------------------------------------------------------------- the graph
+def test_export_has_dynamic_batch_height_width_and_the_chosen_opset(tiny_onnx):
+    model = onnx.load(str(tiny_onnx))
+    onnx.checker.check_model(model)
+    opsets = {entry.domain: entry.version for entry in model.opset_import}
+    assert opsets[""] == ONNX_OPSET
+    (graph_input,) = model.graph.input
+    dims = graph_input.type.tensor_type.shape.dim
+    assert [d.dim_value for d in dims][1] == 4
+    assert all(dims[axis].dim_param and not dims[axis].dim_value for axis in (0, 2, 3)), dims
+
+
+@pytest.mark.parametrize("shape", [(1, 64, 64), (2, 17, 33), (1, 1, 1), (3, 45, 31), (1, 96, 200)])
+def test_onnx_matches_torch_in_model_space(tiny_model_dir, tiny_onnx, shape):
+    batch, height, width = shape
+    generator = UNetGenerator.from_pretrained(tiny_model_dir).eval()
+    x = torch.randn(batch, 4, height, width, generator=torch.Generator().manual_seed(height * width))
+    with torch.inference_mode():
+        expected = generator(x)
+    actual = OnnxGenerator(tiny_onnx)(x)
+    assert actual.shape == expected.shape == (batch, 2, height, width)
+    assert torch.isfinite(actual).all()
+    assert (actual - expected).abs().max().item() <= 1e-3
+
+
+# ----------------------------------------------------------------------------- the Colorizer backend
+@pytest.mark.parametrize("size", ODD_SIZES)
+def test_onnx_and_torch_colorizers_give_the_same_image(model_folder, size):
+    torch_colorizer = Colorizer.from_pretrained(model_folder, device="cpu")
+    onnx_colorizer = Colorizer.from_pretrained(model_folder, backend="onnx")
+    assert (torch_colorizer.backend, onnx_colorizer.backend) == ("torch", "onnx")
+    assert onnx_colorizer.onnx_generator.path == model_folder / ONNX_NAME  # the shipped graph, no export
+    photo = textured_photo(*size, seed=size[0])
+    expected, actual = torch_colorizer(photo, render_size=64), onnx_colorizer(photo, render_size=64)
+    assert actual.size == expected.size == size and actual.mode == "RGB"
+    assert max_level_difference(actual, expected) <= 1
+
+
+def test_batches_of_several_images_run_through_onnx(model_folder):
+    colorizer = Colorizer.from_pretrained(model_folder, backend="onnx")
+    photos = [textured_photo(64, 48, seed) for seed in range(3)]  # one shape: one batched run of 3
+    batch = colorizer.colorize_batch(photos, render_size=64)
+    singles = [colorizer(photo, render_size=64) for photo in photos]
+    assert all(max_level_difference(a, b) <= 1 for a, b in zip(batch, singles))
+
+
+def test_starter_model_onnx_equals_torch_on_a_real_photo(photos_dir):
+    (path,) = val_photo_paths(photos_dir, 1)
+    photo = Image.open(path).convert("L").crop((3, 5, 3 + 301, 5 + 187))  # odd sizes, not multiples of 32
+    torch_colorizer = Colorizer.from_pretrained(None, device="cpu")
+    onnx_colorizer = Colorizer.from_pretrained(None, backend="onnx")
+    # the graph shipped beside the starter's weights (so a Space needs no export at start-up) is theirs
+    assert onnx_colorizer.onnx_generator.path == STARTER_MODEL / ONNX_NAME
+    assert max_level_difference(onnx_colorizer(photo), torch_colorizer(photo)) <= 1
+
+
+def test_starter_model_int8_graph_stays_close_to_torch(photos_dir):
+    (path,) = val_photo_paths(photos_dir, 1)
+    photo = Image.open(path).convert("L")
+    int8 = Colorizer.from_pretrained(None, backend="onnx-int8")
+    assert int8.backend == "onnx-int8" and int8.onnx_generator.path == STARTER_MODEL / ONNX_INT8_NAME
+    expected = np.asarray(Colorizer.from_pretrained(None, device="cpu")(photo), dtype=float)
+    actual = np.asarray(int8(photo), dtype=float)
+    # PSNR of int8 against fp32 output: the quantization noise, far below the model's own error (~21 dB)
+    assert 10 * np.log10(255**2 / np.mean((actual - expected) ** 2)) > 35
+
+
+# ----------------------------------------------------------------------------- where the graph comes from
+def test_cache_root_is_under_hf_home(monkeypatch, tmp_path):
+    from huggingface_hub import constants
+
+    monkeypatch.undo()  # the real onnx_cache_root, not the fixture's
+    monkeypatch.setattr(constants, "HF_HOME", str(tmp_path / "hf-home"))
+    assert onnx_backend.onnx_cache_root() == tmp_path / "hf-home" / "colorgan" / "onnx"
+
+
+def test_first_use_exports_into_the_cache_once_and_never_into_the_model_folder(
+    tmp_path, tiny_model_dir, copy_instead_of_exporting, fresh_onnx_cache
+):
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, folder)
+    before = sorted(p.name for p in folder.iterdir())
+    first = Colorizer.from_pretrained(folder, backend="onnx")
+    path = first.onnx_generator.path
+    assert fresh_onnx_cache in path.parents and path.name == ONNX_NAME
+    assert sorted(p.name for p in folder.iterdir()) == before
+    assert copy_instead_of_exporting == [path]
+    second = Colorizer.from_pretrained(folder, backend="onnx")
+    assert second.onnx_generator.path == path and len(copy_instead_of_exporting) == 1  # cached: no new export
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]  # nothing half-written left
+
+
+def test_a_damaged_cached_export_is_exported_again(tmp_path, tiny_model_dir, copy_instead_of_exporting):
+    generator = UNetGenerator.from_pretrained(tiny_model_dir)
+    path = load_onnx_generator(str(tiny_model_dir), generator).path
+    path.write_bytes(path.read_bytes()[:1000])  # truncated, as by a full disk
+    reloaded = load_onnx_generator(str(tiny_model_dir), generator)
+    assert reloaded.path == path and len(copy_instead_of_exporting) == 2
+    assert reloaded(torch.zeros(1, 4, 8, 8)).shape == (1, 2, 8, 8)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"not an onnx file at all", b"\x08\x07" + bytes(range(256)) * 4],
+    ids=["empty", "text", "garbage"],
+)
+def test_a_corrupt_shipped_onnx_is_refused_in_one_line(model_folder, content):
+    (model_folder / ONNX_NAME).write_bytes(content)
+    with pytest.raises(CheckpointError) as error:
+        Colorizer.from_pretrained(model_folder, backend="onnx")
+    assert_one_line(str(error.value))
+    assert ONNX_NAME in str(error.value) and "not a loadable ONNX model" in str(error.value)
+
+
+def test_a_truncated_shipped_onnx_is_refused_in_one_line(model_folder, tiny_onnx):
+    (model_folder / ONNX_NAME).write_bytes(tiny_onnx.read_bytes()[: tiny_onnx.stat().st_size // 2])
+    with pytest.raises(CheckpointError) as error:
+        Colorizer.from_pretrained(model_folder, backend="onnx")
+    assert_one_line(str(error.value))
+
+
+def test_an_onnx_graph_that_is_not_a_generator_is_refused(model_folder):
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1, 3])
+    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1, 3])
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Relu", ["x"], ["y"])], "relu", [x], [y])
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", ONNX_OPSET)], ir_version=8)
+    onnx.save(model, model_folder / ONNX_NAME)
+    with pytest.raises(CheckpointError, match="not a colorgan generator") as error:
+        Colorizer.from_pretrained(model_folder, backend="onnx")
+    assert_one_line(str(error.value))
+
+
+def test_int8_backend_without_a_quantized_graph_says_how_to_make_one(model_folder):
+    with pytest.raises(CheckpointError, match="export-onnx") as error:
+        Colorizer.from_pretrained(model_folder, backend="onnx-int8")
+    assert_one_line(str(error.value))
+
+
+@pytest.mark.parametrize("backend", ["tensorrt", "ONNX", ""])
+def test_unknown_backend_is_refused(model_folder, backend):
+    with pytest.raises(ValueError, match="unknown backend"):
+        Colorizer.from_pretrained(model_folder, backend=backend)
+
+
+# ----------------------------------------------------------------------------- command line and Hub
+def test_export_onnx_command_and_its_errors(tiny_model_dir, tmp_path, capsys, copy_instead_of_exporting):
+    out = tmp_path / "out" / "generator.onnx"
+    assert cli_main(["export-onnx", str(tiny_model_dir), str(out)]) == 0
+    assert out.is_file() and OnnxGenerator(out)(torch.zeros(1, 4, 5, 9)).shape == (1, 2, 5, 9)
+    assert cli_main(["export-onnx", str(tmp_path / "missing"), str(tmp_path / "x.onnx")]) == 2
+    assert cli_main(["export-onnx", str(tiny_model_dir), str(tmp_path / "q.onnx"), "--quantize"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2 and "no such model folder" in errors[0] and "calibration" in errors[1]
+    assert not (tmp_path / "x.onnx").exists() and not (tmp_path / "q.onnx").exists()
+
+
+def test_quantized_export_loads_as_the_int8_backend(model_folder, photos_dir, copy_instead_of_exporting):
+    assert cli_main(
+        [
+            "export-onnx",
+            str(model_folder),
+            str(model_folder / ONNX_INT8_NAME),
+            "--quantize",
+            "--calibration",
+            str(photos_dir / "train"),
+            "--calibration-count",
+            "2",
+        ]
+    ) == 0
+    colorizer = Colorizer.from_pretrained(model_folder, backend="onnx-int8")
+    assert colorizer.backend == "onnx-int8" and colorizer.onnx_generator.quantized
+    output = colorizer(textured_photo(90, 60), render_size=64)
+    assert output.size == (90, 60) and np.asarray(output).std() > 0
+
+
+@pytest.fixture
+def repo_id(fake_hub):
+    name = f"tester/onnx-{uuid.uuid4().hex[:8]}"
+    yield name
+    fake_hub.repos.pop(name, None)
+
+
+def test_push_onnx_uploads_the_graph_and_the_hub_copy_is_used(
+    fake_hub, repo_id, tiny_model_dir, tmp_path, copy_instead_of_exporting
+):
+    folder = tmp_path / "run"
+    shutil.copytree(tiny_model_dir, folder)
+    assert cli_main(["push", str(folder), repo_id, "--token", WRITE_TOKEN, "--onnx"]) == 0
+    assert fake_hub.files(repo_id)[ONNX_NAME] == (folder / ONNX_NAME).read_bytes()
+    remote = Colorizer.from_pretrained(repo_id, backend="onnx", cache_dir=tmp_path / "cache")
+    assert (tmp_path / "cache") in remote.onnx_generator.path.parents  # downloaded next to the safetensors
+    assert len(copy_instead_of_exporting) == 1  # the push's export only: loading did not export again
+    local = Colorizer.from_pretrained(folder, device="cpu")
+    photo = textured_photo(70, 50)
+    assert max_level_difference(remote(photo, render_size=64), local(photo, render_size=64)) <= 1
+
+
+def test_push_quantize_without_onnx_is_refused_before_uploading(fake_hub, repo_id, tiny_model_dir, capsys):
+    assert cli_main(["push", str(tiny_model_dir), repo_id, "--token", WRITE_TOKEN, "--quantize"]) == 2
+    assert repo_id not in fake_hub.repos
+    assert "quantize needs onnx" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- the app's choice
+def test_app_loads_the_fastest_backend_and_logs_it(model_folder):
+    from colorgan.app_logic import load_fastest_colorizer
+
+    lines = []
+    colorizer = load_fastest_colorizer(str(model_folder), device="cpu", log=lines.append)
+    assert colorizer.backend == "onnx"  # no model_int8.onnx here: fp32 ONNX beats torch
+    assert any("no onnx-int8 backend" in line for line in lines)
+    assert lines[-1].startswith("colorgan: model") and "generator backend onnx on cpu" in lines[-1]
+
+
+def test_app_falls_back_to_torch_when_onnx_cannot_load(model_folder):
+    from colorgan.app_logic import load_fastest_colorizer
+
+    (model_folder / ONNX_NAME).write_bytes(b"damaged")
+    lines = []
+    colorizer = load_fastest_colorizer(str(model_folder), device="cpu", log=lines.append)
+    assert colorizer.backend == "torch" and "generator backend torch" in lines[-1]
+    assert any("not a loadable ONNX model" in line for line in lines)
