@@ -235,3 +235,33 @@ def test_a_stroke_colours_its_whole_region_in_the_returned_image(served_app, pag
     before_src = page.eval_on_selector_all("#before-after img", "images => images.map(i => i.src)")[0]
     before = lab_ab(Image.open(io.BytesIO(httpx.get(before_src, timeout=30).content)))
     assert np.abs(before - without_hints).mean() < 1.0  # the slider's images are lossy-compressed previews
+
+
+def test_a_click_places_a_dot_hint_that_colours_its_region(served_app, page, tmp_path):
+    import httpx
+
+    url, colorizer, app = served_app
+    photo = Image.new("L", (480, 320), 175)  # light left half, dark right half
+    photo.paste(85, (240, 0, 480, 320))
+    photo_path = tmp_path / "two_regions.png"
+    photo.save(photo_path)
+    open_app(page, url)
+    upload_photo(page, photo_path)
+    page.locator("#photo button[aria-label='Brush']").click()
+    canvas = page.locator("#photo canvas").first.bounding_box()
+    page.mouse.click(canvas["x"] + canvas["width"] * 0.25, canvas["y"] + canvas["height"] * 0.5)  # one click
+    download = colorize_and_wait(page)
+
+    dot = np.asarray(colorizer.hint_layers[-1])[..., 3] > 128
+    rows, columns = np.nonzero(dot)
+    assert 0 < dot.sum() < 0.03 * dot.size, "a click paints a dot (the brush is ~50 px wide here)"
+    assert columns.max() < 230
+    result = lab_ab(Image.open(io.BytesIO(httpx.get(download, timeout=30).content)))
+    without_hints = lab_ab(colorizer.colorizer(photo))
+    brush = lab_ab(Image.new("RGB", (1, 1), app.HINT_COLORS[0]))[0, 0]
+    far_left = np.zeros(dot.shape, bool)
+    far_left[:, :232] = True
+    far_left[max(rows.min() - 16, 0) : rows.max() + 17, max(columns.min() - 16, 0) : columns.max() + 17] = False
+    before = np.linalg.norm(without_hints[far_left] - brush, axis=1).mean()
+    after = np.linalg.norm(result[far_left] - brush, axis=1).mean()
+    assert after < 0.3 * before, (before, after)
