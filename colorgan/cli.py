@@ -62,6 +62,18 @@ def parse_hint_point(text: str) -> Hint:
     return Hint(x, y, rgb)
 
 
+def read_hint_layer(path: str) -> Image.Image:
+    """`--hints`: a painted RGBA layer from a file.
+
+    Raises:
+        ValueError: unreadable, or without transparency; one line naming the file.
+    """
+    try:
+        return with_alpha(open_image(path))
+    except ValueError as error:  # ImageError is one too
+        raise ValueError(str(error) if path in str(error) else f"{path}: {error}") from None
+
+
 def run_colorize(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -77,10 +89,9 @@ def run_colorize(args: argparse.Namespace) -> int:
     hints = args.hint or None
     if args.hints:
         try:
-            hints = with_alpha(open_image(args.hints))
-        except ValueError as error:  # ImageError is one too
-            message = str(error) if args.hints in str(error) else f"{args.hints}: {error}"
-            print(f"error: {message}", file=sys.stderr)
+            hints = read_hint_layer(args.hints)
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
             return 2
     if args.output_dir:
         Path(args.output_dir).mkdir(parents=True, exist_ok=True)
@@ -169,9 +180,9 @@ def run_colorize_video(args: argparse.Namespace) -> int:
     hints = None
     if args.hints:
         try:
-            hints = with_alpha(open_image(args.hints))
-        except ValueError as error:  # ImageError is one too
-            print(f"error: hint layer {error}", file=sys.stderr)
+            hints = read_hint_layer(args.hints)
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
             return 2
     try:
         colorizer = Colorizer.from_pretrained(args.model, device=args.device)

@@ -271,10 +271,12 @@ def far_from_hints(height: int, width: int, points: Sequence[Hint], distance: fl
     return far
 
 
-def mean_ab_error(output: torch.Tensor, truth: torch.Tensor, where: torch.Tensor) -> float:
-    """Mean Euclidean ab distance (Lab units) between two (1, 3, H, W) RGB images over the (H, W) mask."""
-    error = (rgb_to_lab(output)[:, 1:] - rgb_to_lab(truth)[:, 1:]).norm(dim=1)[0]  # (H, W)
-    return error[where.to(error.device)].mean().item() if bool(where.any()) else float("nan")
+def mean_ab_errors(outputs: Sequence[torch.Tensor], truth: torch.Tensor, where: torch.Tensor) -> list[float]:
+    """Mean Euclidean ab distance (Lab units) of each (1, 3, H, W) RGB output to the truth over the (H, W) mask."""
+    if not bool(where.any()):
+        return [float("nan")] * len(outputs)
+    truth_ab, where = rgb_to_lab(truth)[:, 1:], where.to(truth.device)  # the truth converted once
+    return [(rgb_to_lab(output)[:, 1:] - truth_ab).norm(dim=1)[0][where].mean().item() for output in outputs]
 
 
 def score(name: str, output: torch.Tensor, truth: torch.Tensor) -> ImageScores:
@@ -305,6 +307,7 @@ def evaluate(
     model_name: str | None = None,
     grid_rows: int = GRID_MAX_ROWS,
     progress: bool = False,
+    outputs_without_hints: dict[str, torch.Tensor] | None = None,
 ) -> EvalReport:
     """Colorize every photo of a folder from its grayscale version and score the result.
 
@@ -320,10 +323,14 @@ def evaluate(
         model_name: the model's path or repo id, for the report header.
         grid_rows: keep thumbnails of this many images for the grid.
         progress: show a progress bar on stderr.
+        outputs_without_hints: the same colorizer's outputs without hints (uint8 RGB, by file name) at
+            this render size; a run without hints fills it and runs with hints read it, so the
+            far-from-hints comparison does not colorize every photo again for each number of hints.
 
     Raises:
         EvalError: missing folder or no images.
     """
+    outputs_without_hints = {} if outputs_without_hints is None else outputs_without_hints
     if baseline is not None and baseline not in BASELINES:
         raise ValueError(f"unknown baseline {baseline!r}; choose from {', '.join(BASELINES)}")
     if colorizer is None and baseline is None:
@@ -351,13 +358,17 @@ def evaluate(
             truth, gray_image, output_image, points = _colorize_from_gray(
                 path, colorizer, hints=hints, baseline=baseline, render_size=render_size, seed=seed
             )
-            output, truth = as_float_rgb(decode(output_image).rgb).to(device), truth.to(device)
+            output_rgb = decode(output_image).rgb
+            output, truth = as_float_rgb(output_rgb).to(device), truth.to(device)
             scores = score(path.name, output, truth)
+            if baseline is None and not points:
+                outputs_without_hints[path.name] = output_rgb
             far = far_from_hints(*truth.shape[-2:], points) if points else None
             if far is not None and bool(far.any()):
-                plain = as_float_rgb(decode(colorizer(gray_image, render_size=render_size)).rgb).to(device)
-                scores.far_ab_error = mean_ab_error(output, truth, far)
-                scores.far_ab_error_no_hints = mean_ab_error(plain, truth, far)
+                if path.name not in outputs_without_hints:
+                    outputs_without_hints[path.name] = decode(colorizer(gray_image, render_size=render_size)).rgb
+                plain = as_float_rgb(outputs_without_hints[path.name]).to(device)
+                scores.far_ab_error, scores.far_ab_error_no_hints = mean_ab_errors([output, plain], truth, far)
             report.rows.append(scores)
         except (ValueError, OSError) as error:  # ImageError is a ValueError
             message = _first_line(error)
@@ -545,8 +556,10 @@ def run_eval(args: argparse.Namespace) -> int:
         for hints in args.hints
     ]
     reports = []
+    without_hints: dict[int, dict] = {}  # per colorizer: its outputs without hints, shared by its runs
     for run in runs:
         report = evaluate(
+            outputs_without_hints=without_hints.setdefault(id(run["colorizer"]), {}),
             data_dir=args.data,
             render_size=args.render_size,
             seed=args.seed,

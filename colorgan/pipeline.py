@@ -422,8 +422,6 @@ class Colorizer:
     @staticmethod
     def _propagate(ab: torch.Tensor, generator_input: torch.Tensor) -> torch.Tensor:
         # (1, 2, h, w) ab + the (1, 4, h, w) input it came from (L, hint ab, mask) -> ab with hints spread
-        if not bool(generator_input[:, 3].any()):
-            return ab
         l_small, hint_ab, mask = generator_input.float().split([1, 2, 1], dim=1)
         return propagate_hints(ab, denormalize_l(l_small), denormalize_ab(hint_ab), mask)
 
