@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shutil
@@ -33,7 +34,7 @@ from colorgan.data import SKIP_REASONS, collate, load_validation_images, open_st
 from colorgan.hints import generator_input, sample_training_hints
 from colorgan.losses import GAN_LOSSES, discriminator_loss, generator_adversarial_loss
 from colorgan.metrics import colorfulness, psnr, ssim
-from colorgan.models import PatchDiscriminator, UNetGenerator
+from colorgan.models import PatchDiscriminator, Pix2PixUNet, UNetGenerator
 
 STATE_FILE = "training_state.json"  # step, phase, epoch, images seen, skip counts: beside accelerate's state
 
@@ -55,22 +56,33 @@ def build_parser() -> argparse.ArgumentParser:
                       help="example shuffle buffer; 0 shuffles shard order only (exact resume; a full shuffle for image folders)")
     data.add_argument("--num-workers", type=int, default=2, help="DataLoader worker processes decoding images")
     model = parser.add_argument_group("model")
+    model.add_argument("--generator", choices=["unet", "pix2pix-unet"], default="unet",
+                       help="unet: colorgan's U-Net over a timm encoder; pix2pix-unet: pix2pix's unet_256, the"
+                            " reference recipe of the colorization tutorials (trained without hints)")
     model.add_argument("--encoder", default="regnetx_002", help="timm encoder of the U-Net generator")
     model.add_argument("--pretrained-encoder", action="store_true", help="start from timm's ImageNet weights (needs the Hub)")
     model.add_argument("--decoder-channels", type=int, nargs="+", default=[256, 128, 64, 32, 16],
                        help="decoder widths, deepest first, one per 2x upsampling step")
     model.add_argument("--disc-channels", type=int, default=64, help="width of the PatchGAN's first layer")
     model.add_argument("--disc-layers", type=int, default=3, help="PatchGAN stride-2 layers (3 -> 70x70 patches)")
+    model.add_argument("--disc-norm", choices=["batch", "spectral"], default="batch",
+                       help="PatchGAN normalization: BatchNorm (pix2pix) or spectral norm on every conv")
     model.add_argument("--init-from", help="fine-tune a published checkpoint (folder or Hub repo id)")
     model.add_argument("--max-parameters", type=int, default=DEFAULT_MAX_PARAMETERS,
                        help="refuse an --init-from model (G or D) with more parameters than this")
     train = parser.add_argument_group("training")
     train.add_argument("--output-dir", required=True, help="where checkpoints, samples and the final model go")
     train.add_argument("--max-steps", type=int, default=10_000, help="optimizer steps in total, both phases")
+    train.add_argument("--max-minutes", type=float,
+                       help="also stop once training has run this long (resumed runs included): a fixed compute"
+                            " budget, e.g. to compare recipes on one machine")
     train.add_argument("--pretrain-steps", type=int, default=2_000, help="L1-only warm-up steps before the GAN phase")
     train.add_argument("--batch-size", type=int, default=16, help="images per device per micro-step")
     train.add_argument("--gradient-accumulation-steps", type=int, default=1, help="micro-steps per optimizer step")
     train.add_argument("--learning-rate", type=float, default=2e-4, help="Adam learning rate of G and D (pix2pix)")
+    train.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
+                       help="cosine decays both learning rates to 1%% over the run; progress is the larger of"
+                            " step / --max-steps and time / --max-minutes")
     train.add_argument("--adam-beta1", type=float, default=0.5, help="Adam beta1; 0.5 steadies GAN training")
     train.add_argument("--adam-beta2", type=float, default=0.999, help="Adam beta2")
     train.add_argument("--gan-loss", choices=GAN_LOSSES, default="vanilla", help="adversarial loss")
@@ -118,6 +130,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--resume {args.resume}: no such checkpoint folder")
     if args.init_from and args.pretrained_encoder:
         parser.error("--init-from already has trained weights; drop --pretrained-encoder")
+    if args.max_minutes is not None and args.max_minutes <= 0:
+        parser.error("--max-minutes must be positive")
+    if args.generator == "pix2pix-unet" and (args.init_from or args.hint_prob > 0 or args.pretrained_encoder):
+        parser.error("--generator pix2pix-unet trains from scratch without hints: set --hint-prob 0, drop"
+                     " --init-from and --pretrained-encoder")
     if args.val_split is None and args.val_dataset:
         parser.error("--val-dataset needs --val-split")
     return args
@@ -148,10 +165,13 @@ def whole_photo_render_size(args: argparse.Namespace) -> int:
 def build_models(args: argparse.Namespace) -> tuple[UNetGenerator, PatchDiscriminator]:
     """New models, or a published checkpoint (folder or Hub repo) to fine-tune with --init-from."""
     if not args.init_from:
-        generator = UNetGenerator(
-            args.encoder, args.pretrained_encoder, args.decoder_channels, render_size=whole_photo_render_size(args)
-        )
-        return generator, PatchDiscriminator(args.disc_channels, args.disc_layers)
+        if args.generator == "pix2pix-unet":
+            generator = Pix2PixUNet(render_size=whole_photo_render_size(args))
+        else:
+            generator = UNetGenerator(
+                args.encoder, args.pretrained_encoder, args.decoder_channels, render_size=whole_photo_render_size(args)
+            )
+        return generator, PatchDiscriminator(args.disc_channels, args.disc_layers, norm=args.disc_norm)
     from colorgan.hub import load_discriminator
 
     with hub_errors_as_checkpoint_errors(args.init_from):
@@ -160,8 +180,23 @@ def build_models(args: argparse.Namespace) -> tuple[UNetGenerator, PatchDiscrimi
         discriminator = load_discriminator(args.init_from, max_parameters=args.max_parameters).train()
     except CheckpointError as error:  # a generator-only checkpoint: the GAN phase starts a fresh D
         print(f"note: {error}; starting a new discriminator")
-        discriminator = PatchDiscriminator(args.disc_channels, args.disc_layers)
+        discriminator = PatchDiscriminator(args.disc_channels, args.disc_layers, norm=args.disc_norm)
     return generator, discriminator
+
+
+def training_progress(args: argparse.Namespace, step: int, elapsed_seconds: float) -> float:
+    """How far the run is, 0 -> 1: by steps, or by time when --max-minutes ends it sooner."""
+    progress = step / args.max_steps
+    if args.max_minutes:
+        progress = max(progress, elapsed_seconds / (60 * args.max_minutes))
+    return min(progress, 1.0)
+
+
+def scheduled_learning_rate(args: argparse.Namespace, progress: float) -> float:
+    if args.lr_schedule == "constant":
+        return args.learning_rate
+    floor = 0.01  # a cosine to zero would waste the last steps
+    return args.learning_rate * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def latest_checkpoint(output_dir: Path) -> Path | None:
@@ -317,7 +352,8 @@ def main(args: argparse.Namespace) -> None:
     # ---- loop
     progress = tqdm(total=args.max_steps, initial=state["step"], disable=not accelerator.is_local_main_process)
     started, window_start, window_images = time.time() - state["wall_time"], time.time(), 0
-    while state["step"] < args.max_steps:
+    out_of_steps = state["step"] >= args.max_steps or out_of_time(accelerator, args, time.time() - started)
+    while not out_of_steps:
         loader.set_epoch(state["epoch"])
         for batch in loader:
             skipped.update(batch["skipped"])
@@ -328,6 +364,10 @@ def main(args: argparse.Namespace) -> None:
             if accelerator.gather(usable).min() == 0:
                 continue
             phase = "pretrain" if state["step"] < args.pretrain_steps else "gan"
+            learning_rate = scheduled_learning_rate(args, training_progress(args, state["step"], time.time() - started))
+            for optimizer in (optimizer_g, optimizer_d):
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate
             losses = training_step(accelerator, args, phase, batch["pixels"], generator, discriminator,
                                    optimizer_g, optimizer_d)
             window_images += batch["pixels"].shape[0] * accelerator.num_processes
@@ -346,7 +386,8 @@ def main(args: argparse.Namespace) -> None:
                                  img_s=f"{images_per_second:.1f}")
             accelerator.log({**logs, "images_per_second": images_per_second}, step=state["step"])
 
-            if state["step"] % args.val_every == 0 or state["step"] == args.max_steps:
+            out_of_steps = state["step"] >= args.max_steps or out_of_time(accelerator, args, time.time() - started)
+            if state["step"] % args.val_every == 0 or out_of_steps:
                 if accelerator.is_main_process:
                     metrics = validate(ema.module, val_pixels.to(accelerator.device), output_dir, state["step"])
                     grid = metrics.pop("grid")
@@ -356,11 +397,11 @@ def main(args: argparse.Namespace) -> None:
                     progress.write(f"step {state['step']}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
                     state["val_metrics"] = metrics
                 accelerator.wait_for_everyone()
-            if state["step"] % args.checkpoint_every == 0 or state["step"] == args.max_steps:
+            if state["step"] % args.checkpoint_every == 0 or out_of_steps:
                 state["skipped"] = total_skips(accelerator, skipped_before, skipped)
                 state["wall_time"] = time.time() - started
                 save_checkpoint(accelerator, output_dir, state, args.keep_checkpoints)
-            if state["step"] >= args.max_steps:
+            if out_of_steps:
                 break
         else:
             state["epoch"] += 1  # the stream ran out: next pass, reshuffled
@@ -372,6 +413,14 @@ def main(args: argparse.Namespace) -> None:
         checksum = sum(float(t.detach().double().abs().sum()) for t in weights)
         (output_dir / "seen" / f"process-{accelerator.process_index}.weights").write_text(repr(checksum))
     finish(accelerator, args, ema, discriminator, state, started)
+
+
+def out_of_time(accelerator: Accelerator, args: argparse.Namespace, elapsed_seconds: float) -> bool:
+    """--max-minutes spent? Every process gets the same answer (clocks differ), so all stop together."""
+    if not args.max_minutes:
+        return False
+    spent = torch.tensor([float(elapsed_seconds >= 60 * args.max_minutes)], device=accelerator.device)
+    return bool(accelerator.reduce(spent, reduction="max").item())
 
 
 def record_seen_images(output_dir: Path, process_index: int, step: int, pixels: torch.Tensor) -> None:

@@ -2,8 +2,8 @@
 from .checkpoint import CheckpointError
 from .hints import Hint
 from .imaging import ImageError
-from .models import PatchDiscriminator, UNetGenerator
+from .models import PatchDiscriminator, Pix2PixUNet, UNetGenerator
 from .pipeline import Colorizer
 
 __version__ = "0.1.0"
-__all__ = ["CheckpointError", "Colorizer", "Hint", "ImageError", "PatchDiscriminator", "UNetGenerator"]
+__all__ = ["CheckpointError", "Colorizer", "Hint", "ImageError", "PatchDiscriminator", "Pix2PixUNet", "UNetGenerator"]

@@ -295,8 +295,8 @@ def _repo_has_pickle(model_id: str, download_kwargs: dict[str, Any]) -> bool:
     return any(Path(name).name in PICKLE_WEIGHT_NAMES for name in files)
 
 
-def check_config_file(model_id: str, **download_kwargs: Any) -> None:
-    """Refuse a folder or Hub repo without a `config.json`, or one too large or not a JSON object.
+def check_config_file(model_id: str, **download_kwargs: Any) -> dict[str, Any]:
+    """The `config.json` of a folder or Hub repo; refuses a missing, too large or non-object one.
 
     Downloads it from a Hub repo (into the HF cache, where `from_pretrained` then finds it).
     """
@@ -321,6 +321,7 @@ def check_config_file(model_id: str, **download_kwargs: Any) -> None:
         raise CheckpointError(f"{model_id}: {CONFIG_NAME} is not valid JSON ({error})") from None
     if not isinstance(config, dict):
         raise CheckpointError(f"{model_id}: {CONFIG_NAME} is not a JSON object")
+    return config
 
 
 @contextmanager

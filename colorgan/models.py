@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import timm
 import torch
@@ -59,6 +59,9 @@ CONFIG_LIMITS = {
     "base_channels": ConfigLimit(int, 1, 1024),
     "num_layers": ConfigLimit(int, 1, 8),  # 8 stride-2 layers already judge 2302x2302 patches
     "input_channels": ConfigLimit(int, 1, 16),  # (L, a, b) is 3
+    "norm": ConfigLimit(str, choices=lambda: frozenset({"batch", "spectral"})),
+    # Pix2PixUNet: 8 halvings is pix2pix's unet_256; 10 already needs 1024-pixel inputs
+    "num_downsamplings": ConfigLimit(int, 1, 10),
 }
 
 
@@ -171,29 +174,99 @@ class PatchDiscriminator(nn.Module, StrictHubMixin, **HUB_METADATA):
         base_channels: width of the first conv; doubles each layer up to 8x.
         num_layers: stride-2 layers; more layers, larger patches (3 -> 70x70, 4 -> 142x142).
         input_channels: 3 for (L, a, b).
+        norm: "batch" (pix2pix) or "spectral": spectral normalization of every conv instead of
+            BatchNorm, which bounds D's Lipschitz constant and keeps its gradients to G tame.
     """
 
     config_limits = CONFIG_LIMITS
 
-    def __init__(self, base_channels: int = 64, num_layers: int = 3, input_channels: int = 3):
+    def __init__(self, base_channels: int = 64, num_layers: int = 3, input_channels: int = 3, norm: str = "batch"):
         super().__init__()
-        layers: list[nn.Module] = [
-            nn.Conv2d(input_channels, base_channels, kernel_size=4, stride=2, padding=1),
-            nn.LeakyReLU(0.2, inplace=True),
-        ]
+        spectral = norm == "spectral"
+        if norm not in ("batch", "spectral"):
+            raise ValueError(f"norm must be 'batch' or 'spectral', not {norm!r}")
+
+        def conv(in_channels: int, out_channels: int, stride: int, bias: bool) -> nn.Module:
+            layer = nn.Conv2d(in_channels, out_channels, kernel_size=4, stride=stride, padding=1, bias=bias)
+            return nn.utils.parametrizations.spectral_norm(layer) if spectral else layer
+
+        layers: list[nn.Module] = [conv(input_channels, base_channels, 2, True), nn.LeakyReLU(0.2, inplace=True)]
         width = base_channels
         for index in range(1, num_layers + 1):
             next_width = base_channels * min(2**index, 8)
             stride = 2 if index < num_layers else 1  # the last layer keeps resolution, as in pix2pix
-            layers += [
-                nn.Conv2d(width, next_width, kernel_size=4, stride=stride, padding=1, bias=False),
-                nn.BatchNorm2d(next_width),
-                nn.LeakyReLU(0.2, inplace=True),
-            ]
+            layers.append(conv(width, next_width, stride, bias=spectral))
+            layers += [nn.LeakyReLU(0.2, inplace=True)] if spectral else [nn.BatchNorm2d(next_width), nn.LeakyReLU(0.2, inplace=True)]
             width = next_width
-        layers.append(nn.Conv2d(width, 1, kernel_size=4, stride=1, padding=1))
+        layers.append(conv(width, 1, 1, True))
         self.layers = nn.Sequential(*layers)
 
     def forward(self, l_norm: torch.Tensor, ab_norm: torch.Tensor) -> torch.Tensor:
         # (B, 1, H, W) + (B, 2, H, W) -> (B, 1, H/8 - 2, W/8 - 2) logits for num_layers=3
         return self.layers(torch.cat([l_norm, ab_norm], dim=1))
+
+
+class Pix2PixUNet(nn.Module, StrictHubMixin, **HUB_METADATA):
+    """pix2pix's U-Net generator (`--netG unet_256`), the recipe colorization tutorials train.
+
+    Kept as the reference peer that `UNetGenerator` is measured against: trained from scratch,
+    no pretrained encoder, 54 M parameters at the defaults. Same interface as `UNetGenerator`:
+    (B, 4, H, W) in (hint channels are zero when trained without hints), (B, 2, H, W) ab / 110 out.
+
+    Down path: 4x4 stride-2 convs, LeakyReLU(0.2), BatchNorm except on the outermost and innermost
+    layers. Up path: ReLU, 4x4 stride-2 transposed convs, BatchNorm, dropout in the three blocks
+    under the innermost one; each level concatenates the down path's features (the skips).
+
+    Args:
+        base_channels: width of the outermost level; doubles per level up to 8x.
+        num_downsamplings: halvings; 8 is unet_256, whose input must be a multiple of 256 (padded).
+        dropout: dropout probability in the three up blocks below the innermost one (0.5 in pix2pix).
+        render_size: long side `Colorizer` runs the model at by default. Metadata only.
+    """
+
+    config_limits = CONFIG_LIMITS
+
+    def __init__(
+        self, base_channels: int = 64, num_downsamplings: int = 8, dropout: float = 0.5, render_size: int = 256
+    ):
+        super().__init__()
+        self.render_size = render_size
+        self.stride = 2**num_downsamplings
+        widths = [base_channels * min(2**level, 8) for level in range(num_downsamplings)]  # 64, 128, ..., 512
+        innermost = num_downsamplings - 1
+        self.down = nn.ModuleList()
+        for level, width in enumerate(widths):
+            in_channels = GENERATOR_INPUT_CHANNELS if level == 0 else widths[level - 1]
+            has_norm = 0 < level < innermost
+            layers = [] if level == 0 else [nn.LeakyReLU(0.2)]
+            layers.append(nn.Conv2d(in_channels, width, kernel_size=4, stride=2, padding=1, bias=not has_norm))
+            layers += [nn.BatchNorm2d(width)] if has_norm else []
+            self.down.append(nn.Sequential(*layers))
+        self.up = nn.ModuleList()
+        for level in reversed(range(num_downsamplings)):  # innermost first
+            in_channels = widths[level] * (1 if level == innermost else 2)  # + the skip, except innermost
+            out_channels = widths[level - 1] if level > 0 else 2
+            layers = [nn.ReLU(), nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1, bias=level == 0)]
+            if level > 0:
+                layers.append(nn.BatchNorm2d(out_channels))
+            if innermost - 3 <= level < innermost and level > 0 and dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            self.up.append(nn.Sequential(*layers))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        pad_h, pad_w = -height % self.stride, -width % self.stride
+        y = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
+        skips = []
+        for block in self.down:  # (B, 4, H, W) -> (B, 512, H/256, W/256)
+            y = block(y)
+            skips.append(y)
+        skips.pop()  # the innermost output feeds the up path directly
+        for index, block in enumerate(self.up):
+            y = block(y if index == 0 else torch.cat([y, skips.pop()], dim=1))
+        return torch.tanh(y)[..., :height, :width]  # (B, 2, H, W)
+
+
+def generator_class_for(config: Mapping[str, object]) -> type[UNetGenerator] | type[Pix2PixUNet]:
+    """The generator class a saved `config.json` describes (only the reference peer has `num_downsamplings`)."""
+    return Pix2PixUNet if "num_downsamplings" in config else UNetGenerator

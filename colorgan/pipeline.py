@@ -17,11 +17,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .checkpoint import DEFAULT_MAX_PARAMETERS, CheckpointError, hub_errors_as_checkpoint_errors
+from .checkpoint import DEFAULT_MAX_PARAMETERS, CheckpointError, check_config_file, hub_errors_as_checkpoint_errors
 from .color import Srgb8Encoder, denormalize_ab, denormalize_l, fit_srgb8_into_gamut, lightness, normalize_l
 from .hints import Hint, check_hint_layer, generator_input, layer_to_hints, points_to_hints
 from .imaging import DecodedImage, decode, open_image, to_pil
-from .models import RENDER_SIZE_LIMITS, UNetGenerator
+from .models import RENDER_SIZE_LIMITS, Pix2PixUNet, UNetGenerator, generator_class_for
 from .propagation import propagate_hints
 
 if TYPE_CHECKING:
@@ -152,7 +152,7 @@ class _RowUpsampler:
 
 
 class Colorizer:
-    """Colorizes photos with a trained `UNetGenerator`.
+    """Colorizes photos with a trained `UNetGenerator` (or the reference `Pix2PixUNet`).
 
     Args:
         generator: the trained generator.
@@ -162,7 +162,7 @@ class Colorizer:
     """
 
     def __init__(
-        self, generator: UNetGenerator, device: str | torch.device | None = None, *, onnx_generator=None
+        self, generator: UNetGenerator | Pix2PixUNet, device: str | torch.device | None = None, *, onnx_generator=None
     ):
         self.device = pick_device("cpu" if onnx_generator is not None and device is None else device)
         if onnx_generator is not None and self.device.type != "cpu":
@@ -215,8 +215,10 @@ class Colorizer:
         looks_local = looks_local or (os.sep != "/" and os.sep in source)
         if looks_local and not os.path.isdir(source):
             raise CheckpointError(f"{source}: no such model folder")
+        download_kwargs = dict(revision=revision, token=token, cache_dir=cache_dir, local_files_only=local_files_only)
         with hub_errors_as_checkpoint_errors(source):  # config and weights are checked before anything is built
-            generator = UNetGenerator.from_pretrained(
+            generator_class = generator_class_for(check_config_file(source, **download_kwargs))
+            generator = generator_class.from_pretrained(
                 source,
                 revision=revision,
                 token=token,
@@ -228,9 +230,6 @@ class Colorizer:
         if backend != "torch":
             from .onnx_backend import load_onnx_generator
 
-            download_kwargs = dict(
-                revision=revision, token=token, cache_dir=cache_dir, local_files_only=local_files_only
-            )
             with hub_errors_as_checkpoint_errors(source):
                 onnx_generator = load_onnx_generator(
                     source, generator, quantized=backend == "onnx-int8", **download_kwargs

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from colorgan import CheckpointError, Colorizer, PatchDiscriminator, UNetGenerator
+from colorgan import CheckpointError, Colorizer, PatchDiscriminator, Pix2PixUNet, UNetGenerator
 from conftest import TINY_GENERATOR, assert_one_line
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -23,9 +23,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 ENCODERS = ["resnet18", "efficientnet_b0", "convnext_atto", "regnetx_002"]  # regnetx_002 is the default
 ODD_SIZES = [(1, 1), (37, 53), (65, 31)]
 DISCRIMINATORS = {
-    "pix2pix_70": dict(base_channels=8, num_layers=3),  # the 70x70 PatchGAN, narrow
-    "shallow_34": dict(base_channels=8, num_layers=2),
-    "deep_142": dict(base_channels=4, num_layers=4),
+    "pix2pix_70": dict(base_channels=8, num_layers=3, norm="batch"),  # the 70x70 PatchGAN, narrow
+    "spectral_70": dict(base_channels=8, num_layers=3, norm="spectral"),
+    "shallow_34": dict(base_channels=8, num_layers=2, norm="batch"),
+    "deep_142": dict(base_channels=4, num_layers=4, norm="spectral"),
 }
 
 
@@ -378,3 +379,48 @@ def test_config_asking_for_a_pretrained_encoder_never_downloads(saved_tiny_gener
     x = make_generator_input(1, 40, 40)
     with torch.no_grad():
         assert torch.equal(loaded(x), expected(x))
+
+
+# ----------------------------------------------------------------------------- the reference pix2pix U-Net
+def test_pix2pix_unet_defaults_are_unet_256():
+    with torch.device("meta"):
+        model = Pix2PixUNet()
+    assert sum(p.numel() for p in model.parameters()) == 54_413_506  # pix2pix's unet_256 with L in, ab out
+    assert model.stride == 256 and len(model.down) == len(model.up) == 8
+    assert sum(isinstance(m, torch.nn.Dropout) for m in model.modules()) == 3
+
+
+@pytest.mark.parametrize("num_downsamplings", [3, 5])
+@pytest.mark.parametrize("height, width", ODD_SIZES)
+def test_pix2pix_unet_output_shapes_for_odd_sizes(num_downsamplings, height, width):
+    model = Pix2PixUNet(base_channels=4, num_downsamplings=num_downsamplings).eval()
+    with torch.no_grad():
+        ab = model(torch.rand(2, 4, height, width) * 2 - 1)
+    assert ab.shape == (2, 2, height, width)
+    assert torch.isfinite(ab).all() and ab.abs().max() <= 1
+
+
+def test_pix2pix_unet_every_parameter_receives_a_gradient():
+    torch.manual_seed(0)
+    model = Pix2PixUNet(base_channels=4, num_downsamplings=5).train()
+    model(torch.rand(2, 4, 64, 64) * 2 - 1).square().mean().backward()
+    assert_every_parameter_gets_a_gradient(model)
+
+
+def test_pix2pix_unet_loads_through_colorizer(tmp_path):
+    """Colorizer.from_pretrained picks the class the config describes, so `colorgan eval` runs the peer."""
+    torch.manual_seed(0)
+    model = Pix2PixUNet(base_channels=4, num_downsamplings=5, render_size=96)
+    train_briefly(model, torch.rand(2, 4, 64, 64))
+    model.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text()) == dict(
+        base_channels=4, num_downsamplings=5, dropout=0.5, render_size=96
+    )
+    colorizer = Colorizer.from_pretrained(tmp_path, device="cpu")
+    assert isinstance(colorizer.generator, Pix2PixUNet) and colorizer.default_render_size == 96
+    inputs = torch.rand(1, 4, 40, 56)
+    with torch.no_grad():
+        # channels_last on cpu reorders the convs' sums: equal to float rounding
+        torch.testing.assert_close(colorizer.generator(inputs), model.eval()(inputs), atol=1e-5, rtol=0)
+    with pytest.raises(CheckpointError, match="does not match|UNetGenerator"):
+        UNetGenerator.from_pretrained(tmp_path)  # the class itself still refuses a config it cannot build

@@ -158,6 +158,9 @@ def training_script():
         (["--resume", "/no/such/checkpoint"], "no such checkpoint"),
         (["--resolution", "128", "--loader-size", "64"], "--loader-size cannot be smaller"),
         (["--gan-loss", "wasserstein"], "invalid choice"),
+        (["--max-minutes", "0"], "--max-minutes must be positive"),
+        (["--generator", "pix2pix-unet", "--hint-prob", "0.5"], "trains from scratch without hints"),
+        (["--generator", "pix2pix-unet", "--hint-prob", "0", "--init-from", "x"], "drop --init-from"),
     ],
 )
 def test_bad_flag_combinations_fail_before_any_work(training_script, tmp_path, capsys, flags, message):
@@ -196,3 +199,35 @@ def test_collate_drops_and_counts_skipped_examples():
                      {"pixels": square, "skip": "grayscale"}, {"pixels": square, "skip": "tiny"}])
     assert batch["pixels"].shape == (1, 3, 8, 8)
     assert batch["skipped"] == {"grayscale": 2, "tiny": 1}
+
+
+def test_cosine_schedule_decays_to_one_percent_and_time_budget_counts_as_progress(training_script):
+    args = training_script.parse_args(["--dataset", "d", "--output-dir", "o", "--max-steps", "100", "--pretrain-steps", "0",
+                                       "--lr-schedule", "cosine", "--learning-rate", "1e-3", "--max-minutes", "10"])
+    progress = training_script.training_progress
+    assert progress(args, 50, 0.0) == 0.5  # by steps
+    assert progress(args, 10, 450.0) == 0.75  # 7.5 of 10 minutes: time ends the run sooner
+    assert progress(args, 10, 9999.0) == 1.0
+    rates = [training_script.scheduled_learning_rate(args, p / 10) for p in range(11)]
+    assert rates[0] == pytest.approx(1e-3) and rates[-1] == pytest.approx(1e-5)
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    constant = training_script.parse_args(["--dataset", "d", "--output-dir", "o"])
+    assert training_script.scheduled_learning_rate(constant, 0.9) == constant.learning_rate
+
+
+def test_time_budget_ends_a_pix2pix_reference_run_with_a_loadable_model(eight_photos, tmp_path):
+    """The seeds' recipe (pix2pix unet_256, GAN from step 0, no hints) with --max-minutes stopping it."""
+    output = tmp_path / "peer"
+    train(output, "--dataset", str(eight_photos), "--val-count", "1", "--batch-size", "1", "--max-steps", "100000",
+          "--max-minutes", "0.25", "--pretrain-steps", "0", "--generator", "pix2pix-unet", "--hint-prob", "0",
+          "--ema-decay", "0", "--disc-norm", "spectral", "--lr-schedule", "cosine", "--num-workers", "0",
+          "--checkpoint-every", "100000")
+    facts = json.loads((output / "training_facts.json").read_text())
+    assert 0 < facts["steps"] < 100000 and facts["gan_steps"] == facts["steps"]
+    assert 15 <= facts["wall_time_seconds"] < 120
+    assert [p.name for p in output.glob("checkpoint-*")] == [f"checkpoint-{facts['steps']}"]  # saved on stopping
+    assert json.loads((output / "discriminator" / "config.json").read_text())["norm"] == "spectral"
+    colorizer = Colorizer.from_pretrained(output, device="cpu")
+    assert type(colorizer.generator).__name__ == "Pix2PixUNet"
+    photo = next(eight_photos.glob("*.jpg"))
+    assert colorizer(photo).size == Image.open(photo).size
