@@ -83,8 +83,13 @@ def load_photo(source: ImageSource, *, max_pixels: int = APP_MAX_PIXELS, what: s
     try:
         return open_image(path, max_pixels=max_pixels)
     except ImageError as error:
-        message = str(error).replace(str(path), path.name)
+        message = _by_base_name(error, path)
         raise ImageError(f"{what} {message}" if what != "image" else message) from None
+
+
+def _by_base_name(error: Exception, path: Path) -> str:
+    """The error's message naming the upload by its file name, not the server's temporary path."""
+    return str(error).replace(str(path), path.name)
 
 
 def _is_opaque(image: Image.Image) -> bool:
@@ -238,7 +243,7 @@ def check_clip(path: str | os.PathLike, *, max_seconds: float = APP_MAX_VIDEO_SE
     try:
         info = probe(path)
     except VideoError as error:
-        raise VideoError(str(error).replace(str(path), path.name)) from None
+        raise VideoError(_by_base_name(error, path)) from None
     long_side, short_side = max(info.width, info.height), min(info.width, info.height)
     if long_side > max_sides[0] or short_side > max_sides[1]:
         raise VideoError(
@@ -291,5 +296,5 @@ def colorize_clip(
     try:
         colorizer.colorize_video(video, destination, saturation=saturation, render_size=render_size, progress=False)
     except VideoError as error:
-        raise VideoError(str(error).replace(str(video), video.name)) from None
+        raise VideoError(_by_base_name(error, video)) from None
     return str(destination)

@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +13,7 @@ from .checkpoint import DEFAULT_MAX_PARAMETERS, CheckpointError
 from .evaluate import add_eval_parser
 from .hub import add_push_parser
 from .hints import Hint, with_alpha
-from .imaging import IMAGE_SUFFIXES, ImageError, open_image
+from .imaging import IMAGE_SUFFIXES, ImageError, atomic_path, open_image
 from .onnx_backend import add_export_onnx_parser
 from .video_eval import add_eval_video_parser
 
@@ -27,18 +25,6 @@ def expand_inputs(paths: list[str]) -> Iterator[Path]:
             yield from sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
         else:
             yield path
-
-
-def save_atomically(image: Image.Image, destination: Path) -> None:
-    """Write a PNG next to its destination, then rename: a crash never leaves half a file."""
-    descriptor, temporary = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            image.save(handle, format="PNG")
-        os.replace(temporary, destination)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def output_path(source: Path, output_dir: str | None) -> Path:
@@ -114,7 +100,8 @@ def run_colorize(args: argparse.Namespace) -> int:
                 render_size=args.render_size,
                 propagate=args.propagate,
             )
-            save_atomically(result, destination)
+            with atomic_path(destination) as temporary:  # a crash never leaves half a PNG
+                result.save(temporary, format="PNG")
             written.add(destination)
         except (ImageError, FileExistsError, OSError, ValueError) as error:
             failures += 1

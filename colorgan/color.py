@@ -50,6 +50,12 @@ def linear_to_srgb(linear: torch.Tensor) -> torch.Tensor:
     )
 
 
+def _lab_f(t: torch.Tensor) -> torch.Tensor:
+    # XYZ / white -> CIELAB's f: a cube root with a linear toe below EPSILON (clamped so the unused
+    # branch never makes NaN gradients)
+    return torch.where(t > _EPSILON, t.clamp(min=_EPSILON) ** (1 / 3), _KAPPA * t + 16 / 116)
+
+
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     """sRGB -> CIELAB.
 
@@ -62,8 +68,7 @@ def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     with torch.autocast(rgb.device.type, enabled=False):
         xyz = _matmul_channels(srgb_to_linear(as_float_rgb(rgb)), _XYZ_FROM_RGB)
         xyz = xyz / _D65_WHITE.to(xyz.device, torch.float32).view(1, 3, 1, 1)
-        f = torch.where(xyz > _EPSILON, xyz.clamp(min=_EPSILON) ** (1 / 3), _KAPPA * xyz + 16 / 116)
-        fx, fy, fz = f.unbind(dim=1)
+        fx, fy, fz = _lab_f(xyz).unbind(dim=1)
         return torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], dim=1)
 
 
@@ -73,9 +78,7 @@ def lab_to_linear_rgb(lab: torch.Tensor) -> torch.Tensor:
         L, a, b = lab.float().unbind(dim=1)
         fy = (L + 16) / 116
         f = torch.stack([fy + a / 500, fy, (fy - b / 200).clamp(min=0)], dim=1)
-        xyz = torch.where(f > _DELTA, f**3, (f - 16 / 116) / _KAPPA)
-        xyz = xyz * _D65_WHITE.to(xyz.device, torch.float32).view(1, 3, 1, 1)
-        return _matmul_channels(xyz, _RGB_FROM_XYZ)
+        return _matmul_channels(_lab_f_to_xyz(f), _RGB_FROM_WHITE_XYZ)
 
 
 def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
@@ -95,8 +98,7 @@ _UINT8_TO_Y_SHARE = _XYZ_FROM_RGB[1, :, None].float() * _UINT8_TO_LINEAR
 
 def _y_to_lightness(y: torch.Tensor) -> torch.Tensor:
     # relative luminance Y (white = 1) -> L*
-    fy = torch.where(y > _EPSILON, y.clamp(min=_EPSILON) ** (1 / 3), _KAPPA * y + 16 / 116)
-    return 116 * fy - 16
+    return 116 * _lab_f(y) - 16
 
 
 # 8-bit gray (R = G = B, so Y is the linear value: the Y row sums to 1) -> L*, computed in float64

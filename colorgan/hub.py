@@ -551,12 +551,15 @@ def push_to_hub(
     if onnx:
         from .onnx_backend import ONNX_INT8_NAME, ONNX_NAME, export_model_folder_files
 
-        export_model_folder_files(str(model_dir), model_dir / ONNX_NAME)
-        uploads.append(ONNX_NAME)
-        if quantize:
-            int8 = model_dir / ONNX_INT8_NAME
-            export_model_folder_files(str(model_dir), int8, quantize=True, calibration=calibration)
+        if quantize:  # the int8 graph is quantized from the fp32 export, kept as model.onnx
+            export_model_folder_files(
+                str(model_dir), model_dir / ONNX_INT8_NAME, quantize=True, calibration=calibration,
+                fp32_destination=model_dir / ONNX_NAME,
+            )
             uploads.append(ONNX_INT8_NAME)
+        else:
+            export_model_folder_files(str(model_dir), model_dir / ONNX_NAME)
+        uploads.append(ONNX_NAME)
     readme = model_dir / CARD_NAME
     if not readme.is_file() or _is_generated_card(readme.read_text(encoding="utf-8")):
         write_model_card(model_dir, repo_id)

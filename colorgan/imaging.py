@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import io
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,3 +128,26 @@ def to_pil(rgb: torch.Tensor, alpha: Image.Image | None = None) -> Image.Image:
     if alpha is not None:
         image.putalpha(alpha)
     return image
+
+
+@contextmanager
+def atomic_path(destination: str | os.PathLike) -> Iterator[Path]:
+    """A hidden temporary path beside `destination`, renamed onto it only if the block succeeds.
+
+    Whatever writes there (a PNG, a video, an ONNX graph) never leaves half a file under the
+    final name; the temporary keeps the destination's suffix, so writers that go by it still work.
+    """
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(
+        dir=destination.parent, prefix=f".{destination.stem}.", suffix=f".partial{destination.suffix}"
+    )
+    os.close(descriptor)
+    try:
+        yield Path(temporary)
+        umask = os.umask(0o022)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it private; the result is an ordinary file
+        os.replace(temporary, destination)
+    finally:
+        Path(temporary).unlink(missing_ok=True)

@@ -30,7 +30,6 @@ import re
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -38,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import CheckpointError, resolve_weights_file
+from .imaging import atomic_path
 from .models import GENERATOR_INPUT_CHANNELS, UNetGenerator
 
 ONNX_OPSET = 18  # supported by every onnxruntime on PyPI since 1.14 and by torch.onnx's exporter
@@ -86,22 +86,6 @@ class _PaddedGenerator(nn.Module):
         return self.generator(padded)[..., :height, :width]
 
 
-@contextmanager
-def _atomic_path(destination: Path) -> Iterator[Path]:
-    """A temporary path beside `destination`, renamed onto it when the block succeeds, removed if not."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=destination.parent, prefix=f".{destination.name}.", suffix=".tmp")
-    os.close(descriptor)
-    try:
-        yield Path(temporary)
-        umask = os.umask(0o022)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it private; the result is an ordinary file
-        os.replace(temporary, destination)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
-
-
 def export_onnx(generator: UNetGenerator, destination: str | os.PathLike, *, opset: int = ONNX_OPSET) -> Path:
     """Export a generator to ONNX with dynamic batch, height and width; written atomically.
 
@@ -121,7 +105,7 @@ def export_onnx(generator: UNetGenerator, destination: str | os.PathLike, *, ops
     model = _PaddedGenerator(copy.deepcopy(generator).float().cpu().to(memory_format=torch.contiguous_format)).eval()
     example = torch.zeros(2, GENERATOR_INPUT_CHANNELS, 80, 112)  # sizes other than 0, 1 and each other: none fixed
     dynamic = {"x": {0: Dim("batch"), 2: Dim.DYNAMIC, 3: Dim.DYNAMIC}}
-    with _atomic_path(destination) as temporary, warnings.catch_warnings():
+    with atomic_path(destination) as temporary, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's notes on its own internals, not the user's business
         torch.onnx.export(
             model,
@@ -195,7 +179,7 @@ def quantize_onnx(
 
     destination = Path(destination)
     excluded = _fine_decoder_convs(Path(fp32_path), fp32_levels) if fp32_levels else []
-    with _atomic_path(destination) as temporary, tempfile.TemporaryDirectory() as scratch:
+    with atomic_path(destination) as temporary, tempfile.TemporaryDirectory() as scratch:
         prepared = Path(scratch) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         quantize_static(
@@ -351,11 +335,11 @@ def calibration_inputs(
 
     random = torch.Generator().manual_seed(0)
     for image in images:
-        yield colorizer.model_input(image, render_size=render_size)
+        photo = open_image(image)  # read and decode the file once for both inputs
+        yield colorizer.model_input(photo, render_size=render_size)
         if hints:
-            truth = as_float_rgb(decode(open_image(image)).rgb)
-            points = sample_hints(truth, hints, random, radius=2)
-            yield colorizer.model_input(image, hints=points, render_size=render_size)
+            points = sample_hints(as_float_rgb(decode(photo).rgb), hints, random, radius=2)
+            yield colorizer.model_input(photo, hints=points, render_size=render_size)
 
 
 # ----------------------------------------------------------------------------- command line
@@ -366,6 +350,7 @@ def export_model_folder_files(
     quantize: bool = False,
     calibration: str | os.PathLike | None = None,
     calibration_count: int = CALIBRATION_IMAGES,
+    fp32_destination: str | os.PathLike | None = None,
 ) -> Path:
     """Export a model folder or Hub repo's generator to `destination` (fp32, or int8 with `quantize`).
 
@@ -375,26 +360,29 @@ def export_model_folder_files(
         quantize: write static int8, calibrated on photos of `calibration`.
         calibration: folder of photos (needed with `quantize`).
         calibration_count: how many of its photos (sorted by name) to use.
+        fp32_destination: with `quantize`, also keep the fp32 export the int8 graph is made from
+            here (one model load and one export for both files).
 
     Raises:
         CheckpointError: the model cannot be loaded; ValueError: no calibration photos.
     """
-    from .imaging import IMAGE_SUFFIXES
+    from .evaluate import EvalError, list_images
     from .pipeline import Colorizer
 
+    photos = []
+    if quantize:  # checked before the model is loaded or anything is written
+        if not calibration:
+            raise ValueError("--quantize needs calibration photos: no --calibration folder given")
+        try:
+            photos = list_images(calibration)[:calibration_count]
+        except EvalError as error:
+            raise ValueError(f"--quantize needs calibration photos: {error}") from None
     colorizer = Colorizer.from_pretrained(source, device="cpu")
     if not quantize:
         return export_onnx(colorizer.generator, destination)
-    folder = Path(calibration) if calibration else None
-    photos = []
-    if folder is not None and folder.is_dir():
-        photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not photos:
-        where = calibration or "no --calibration folder given"
-        raise ValueError(f"--quantize needs calibration photos: {where} has none")
     with tempfile.TemporaryDirectory() as scratch:
-        fp32 = export_onnx(colorizer.generator, Path(scratch) / ONNX_NAME)
-        return quantize_onnx(fp32, destination, calibration_inputs(colorizer, photos[:calibration_count]))
+        fp32 = export_onnx(colorizer.generator, fp32_destination or Path(scratch) / ONNX_NAME)
+        return quantize_onnx(fp32, destination, calibration_inputs(colorizer, photos))
 
 
 def run_export_onnx(args: argparse.Namespace) -> int:

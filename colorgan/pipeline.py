@@ -434,17 +434,16 @@ class Colorizer:
         def encode(share: list[slice]) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
             # every slice of `share` into `rgb`; -> (indices, L, ab) of the pixels outside the gamut
             buffer, encoder = upsampler.new_buffer(max_rows), Srgb8Encoder(max_rows * width, self.device)
-            on_device = rgb
-            if self.device.type != "cpu":
-                on_device = torch.empty_like(rgb[:, : max_rows * width], device=self.device)
+            on_cpu = self.device.type == "cpu"  # encode straight into `rgb`, else via a device buffer
+            on_device = None if on_cpu else torch.empty_like(rgb[:, : max_rows * width], device=self.device)
             outside_pixels = []
             for rows in share:
                 start, stop = rows.start * width, rows.stop * width
                 ab = upsampler.rows(rows, buffer).view(2, -1)  # (2, n)
                 lightness_values = l_full[0, 0, rows].reshape(-1)  # (n,)
-                planes = rgb[:, start:stop] if on_device is rgb else on_device[:, : stop - start]
+                planes = rgb[:, start:stop] if on_cpu else on_device[:, : stop - start]
                 outside = encoder(lightness_values, ab, planes)
-                if on_device is not rgb:
+                if not on_cpu:
                     rgb[:, start:stop] = planes.cpu()
                 if len(outside):
                     outside_pixels.append((outside + start, lightness_values[outside], ab[:, outside]))

@@ -15,7 +15,6 @@ from __future__ import annotations
 import heapq
 import os
 import sys
-import tempfile
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -31,7 +30,7 @@ import torch
 
 from .color import denormalize_l
 from .hints import generator_input
-from .imaging import DecodedImage
+from .imaging import DecodedImage, atomic_path
 from .temporal import CarriedHints, ColorMemory, Motion, TemporalSettings
 
 if TYPE_CHECKING:
@@ -173,7 +172,8 @@ class FrameColorizer:
             raise ValueError(f"hint_frame must be >= 0, got {hint_frame}")
         self.colorizer = colorizer
         self.hints = hints
-        self.hint_frame = hint_frame
+        given = hints is not None and (not isinstance(hints, (list, tuple)) or len(hints) > 0)
+        self.hinted_frame = hint_frame if given else None  # the frame the hints are given on, if any
         self.saturation = saturation
         self.render_size = colorizer.default_render_size if render_size is None else render_size
         self.memory = ColorMemory(temporal) if temporal is not None else None
@@ -184,15 +184,11 @@ class FrameColorizer:
     def cuts(self) -> int:
         return self.memory.cuts if self.memory is not None else 0
 
-    @property
-    def has_hints(self) -> bool:
-        return self.hints is not None and (not isinstance(self.hints, (list, tuple)) or len(self.hints) > 0)
-
     def _with_hints(
         self, item: DecodedImage, l_full: torch.Tensor, plain_input: torch.Tensor, motion: Motion | None, index: int
     ) -> torch.Tensor:
         # (1, 4, h, w) generator input without hints -> with this frame's (given or carried) hints
-        if index == self.hint_frame and self.has_hints:
+        if index == self.hinted_frame:
             hinted = self.colorizer._generator_input(item, l_full, self.hints, self.render_size)
             if self.memory is not None:
                 threshold = self.memory.settings.hint_threshold
@@ -228,14 +224,13 @@ class FrameColorizer:
                 motion = self.memory.track(denormalize_l(plain[:, :1])) if self.memory is not None else None
                 inputs.append(self._with_hints(item, l_full, plain, motion, self.frames_done))
                 # new hints restart the colour there, rather than fading in under the memory's weight
-                given_hints = self.frames_done == self.hint_frame and self.has_hints
-                motions.append(None if given_hints else motion)
+                motions.append(None if self.frames_done == self.hinted_frame else motion)
                 self.frames_done += 1
             predictions = colorizer._predict(inputs)
             outputs = []
-            for l_full, ab, generator_input, motion in zip(lightness_maps, predictions, inputs, motions):
+            for l_full, ab, frame_input, motion in zip(lightness_maps, predictions, inputs, motions):
                 # as for photos: saturation first, then each (given or carried) hint spread over its region
-                ab = colorizer._propagate(ab * self.saturation, generator_input)
+                ab = colorizer._propagate(ab * self.saturation, frame_input)
                 if self.memory is not None:
                     ab = self.memory.blend(ab, motion)
                 rgb = colorizer._recombine(l_full, ab)  # (1, 3, H, W) uint8
@@ -313,21 +308,6 @@ class VideoWriter:
         self.container.close()
 
 
-@contextmanager
-def atomic_destination(destination: Path):
-    """A hidden temporary path beside `destination`, renamed onto it only if the block succeeds."""
-    descriptor, temporary = tempfile.mkstemp(
-        dir=destination.parent, prefix=f".{destination.stem}.", suffix=f".partial{destination.suffix}"
-    )
-    os.close(descriptor)
-    try:
-        yield Path(temporary)
-        os.replace(temporary, destination)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def _decoded_frames(
     container, stream, audio_streams, writer: VideoWriter, name: str
 ) -> Iterator[tuple[np.ndarray, int | None]]:
@@ -393,7 +373,7 @@ def colorize_video(
         colorizer, hints=hints, hint_frame=hint_frame, saturation=saturation, render_size=render_size, temporal=temporal
     )
     started = time.perf_counter()
-    with open_video(src) as (container, stream, audio_streams), atomic_destination(dst) as temporary:
+    with open_video(src) as (container, stream, audio_streams), atomic_path(dst) as temporary:
         declared = int(stream.frames or 0)
         fps = _frame_rate(stream)
         try:
@@ -426,7 +406,7 @@ def colorize_video(
                 raise VideoError(
                     f"{src}: truncated video, its {written} frames end at {decoded_seconds:.2f} s of {seconds:.2f} s"
                 )
-            if frame_colorizer.has_hints and hint_frame >= written:
+            if frame_colorizer.hinted_frame is not None and hint_frame >= written:
                 raise VideoError(f"hints are for frame {hint_frame} but the video has {written} frames")
             writer.close()
         except av.error.FFmpegError as error:

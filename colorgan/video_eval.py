@@ -32,7 +32,8 @@ from PIL import Image
 
 from .checkpoint import CheckpointError
 from .color import rgb_to_lab
-from .imaging import IMAGE_SUFFIXES, ImageError, open_image
+from .evaluate import list_images
+from .imaging import ImageError, open_image
 from .metrics import psnr
 from .temporal import TemporalSettings, flow_confidence, lightness_u8, warp
 from .video import BATCH_SIZE, FrameColorizer, VideoError, _one_line, batched, open_video
@@ -240,8 +241,7 @@ def clips_from(
     """(name, frames) of each clip: video files as they are, photo folders as pans and zooms."""
     for source in map(Path, sources):
         if source.is_dir():
-            photos = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-            for photo_path in photos[:limit]:
+            for photo_path in list_images(source)[:limit]:
                 photo = open_image(photo_path)
                 for motion in MOTIONS:
                     yield f"{photo_path.name} {motion}", synthetic_clip(photo, motion, size, frames)
