@@ -33,7 +33,10 @@ repo_id, facts)`. Every key is optional:
     evaluations         held-out evaluations of full photos, e.g. by `colorgan eval`: a list of
                         {"dataset": what it was measured on, "metrics": {"psnr": .., "ssim": ..,
                         "colorfulness": .., "colorfulness_gap": .., "ab_auc": ..}, "dataset_id": its Hub
-                        id if any, "split", "num_images", "hints": colour hints given (0 = automatic)}
+                        id if any, "split", "num_images", "hints": colour hints given (0 = automatic),
+                        "compared_with": set on rows that score another model the same way, e.g. a
+                        reference recipe trained for the same time (shown in the table, not in the
+                        card's model-index metadata)}
     datasets            Hub dataset ids trained on (card metadata); by default args["dataset"] when it
                         is a preset or a Hub id
     base_model          the Hub repo this run fine-tuned; by default args["init_from"] when it is a Hub id
@@ -134,6 +137,7 @@ class Evaluation:
     num_images: int | None = None
     hints: int = 0
     during_training: bool = False  # the training run's own validation, not a held-out evaluation
+    compared_with: str | None = None  # another model measured the same way (e.g. a reference recipe), not this one
 
 
 @dataclass
@@ -318,6 +322,8 @@ def _metric(key: str) -> Metric:
 def _eval_results(facts: CardFacts, model_name: str) -> list[EvalResult]:
     results = []
     for evaluation in _all_evaluations(facts):
+        if evaluation.compared_with:  # another model's score: only this model's results are metadata
+            continue
         for key, value in evaluation.metrics.items():
             name = _metric(key).label + (f" ({evaluation.hints} hints)" if evaluation.hints else "")
             results.append(
@@ -350,6 +356,7 @@ def _evaluation_table(facts: CardFacts) -> tuple[list[dict[str, str]], list[dict
         mark = " †" if evaluation.during_training else ""
         rows.append(
             {
+                "model": evaluation.compared_with or "this model",
                 "dataset": f"`{evaluation.dataset_id or evaluation.dataset}`{mark}",
                 "split": evaluation.split or "–",
                 "num_images": evaluation.num_images if evaluation.num_images is not None else "–",

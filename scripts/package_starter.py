@@ -33,6 +33,9 @@ def main() -> None:
     parser.add_argument("--hardware", help="describe the training hardware for the card")
     parser.add_argument("--continued-from", type=Path,
                         help="the run that run_dir fine-tuned (--init-from): its steps, images and time are added")
+    parser.add_argument("--compare", action="append", default=[], metavar="LABEL=NAME",
+                        help="also list the summary's run LABEL in the card's table as NAME (e.g. a reference"
+                             " recipe trained for the same time); repeatable")
     parser.add_argument("--card-only", action="store_true",
                         help="keep the bundled weights and facts; only replace its evaluations (e.g. a new hint curve)")
     args = parser.parse_args()
@@ -66,6 +69,13 @@ def main() -> None:
     ]
     if not facts.evaluations:
         raise SystemExit(f"no run labelled {args.run_label!r} in {args.summary_json}")
+    for comparison in args.compare:
+        label, _, name = comparison.partition("=")
+        matches = [run for run in runs if run["label"] == label]
+        if not matches or not name:
+            raise SystemExit(f"--compare {comparison}: want LABEL=NAME with LABEL a run of {args.summary_json}")
+        evaluation = {**matches[0]["evaluation"], "dataset": "shared/photos/val", "split": "val"}
+        facts.evaluations.append(Evaluation(**evaluation, compared_with=name))
     if not args.card_only:
         grid = Image.open(args.grid)
         grid.thumbnail((1600, 1600))

@@ -83,6 +83,10 @@ FACTS = CardFacts(
             metrics={"psnr": 23.91, "ssim": 0.9123, "colorfulness": 27.4, "colorfulness_gap": 6.2},
         ),
         Evaluation(dataset="shared/photos/val", split="val", num_images=64, hints=10, metrics={"psnr": 26.35}),
+        Evaluation(  # another model's score: in the card's table, never in its model-index metadata
+            dataset="shared/photos/val", split="val", num_images=64, metrics={"psnr": 20.5},
+            compared_with="pix2pix recipe, same time",
+        ),
     ],
     sample_grid="sample_grid.png",
 )
@@ -296,10 +300,11 @@ def test_card_metadata_and_model_index_parse_with_huggingface_hub(model_folder):
 def test_card_text_has_results_snippets_training_details_and_citation(model_folder):
     content = render_model_card(CardFacts.load(model_folder), "tester/colorizer", model_dir=model_folder)
     for expected in [
-        "| PSNR (dB) | SSIM | Colourfulness | Original colourfulness | Colourfulness gap |",
-        "| `shared/photos/val` | val | 64 | 0 | 23.91 | 0.9123 | 27.4 | – | 6.2 |",
-        "| `shared/photos/val` | val | 64 | 10 | 26.35 | – | – | – | – |",
-        "| `detection-datasets/coco` † | held-out | 16 | 0 | 22.50 | 0.9000 | 25.0 | 31.0 | – |",
+        "| Model | Measured on | Split | Images | Hints | PSNR (dB) | SSIM | Colourfulness | Original colourfulness |",
+        "| this model | `shared/photos/val` | val | 64 | 0 | 23.91 | 0.9123 | 27.4 | – | 6.2 |",
+        "| this model | `shared/photos/val` | val | 64 | 10 | 26.35 | – | – | – | – |",
+        "| pix2pix recipe, same time | `shared/photos/val` | val | 64 | 0 | 20.50 | – | – | – | – |",
+        "| this model | `detection-datasets/coco` † | held-out | 16 | 0 | 22.50 | 0.9000 | 25.0 | 31.0 | – |",
         'Colorizer.from_pretrained("tester/colorizer")',
         "colorgan colorize old_photos/ -o colorized/ --model tester/colorizer",
         "![Before and after: grayscale input, colorization, original photo](sample_grid.png)",
