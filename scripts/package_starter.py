@@ -31,11 +31,14 @@ def main() -> None:
     parser.add_argument("--run-label", required=True, help="label of the run in the summary (the folder name)")
     parser.add_argument("--grid", type=Path, default=Path("docs/eval/grid.jpg"), help="eval grid to shrink for the card")
     parser.add_argument("--hardware", help="describe the training hardware for the card")
+    parser.add_argument("--dataset-name", help="name the training data for the card (instead of the run's local path)")
     parser.add_argument("--continued-from", type=Path,
                         help="the run that run_dir fine-tuned (--init-from): its steps, images and time are added")
     parser.add_argument("--compare", action="append", default=[], metavar="LABEL=NAME",
                         help="also list the summary's run LABEL in the card's table as NAME (e.g. a reference"
                              " recipe trained for the same time); repeatable")
+    parser.add_argument("--compare-summary", type=Path,
+                        help="colorgan eval --summary-json holding the --compare runs (default: summary_json)")
     parser.add_argument("--card-only", action="store_true",
                         help="keep the bundled weights and facts; only replace its evaluations (e.g. a new hint curve)")
     args = parser.parse_args()
@@ -50,6 +53,8 @@ def main() -> None:
     facts = CardFacts.load(STARTER_MODEL if args.card_only else args.run_dir)
     if args.hardware:
         facts.hardware = args.hardware
+    if args.dataset_name:
+        facts.args = {**facts.args, "dataset": args.dataset_name}
     if args.continued_from:  # the card describes the whole lineage, not only the last stage
         earlier = CardFacts.load(args.continued_from)
         facts.steps += earlier.steps
@@ -71,9 +76,10 @@ def main() -> None:
         raise SystemExit(f"no run labelled {args.run_label!r} in {args.summary_json}")
     for comparison in args.compare:
         label, _, name = comparison.partition("=")
-        matches = [run for run in runs if run["label"] == label]
+        compared_runs = json.loads(args.compare_summary.read_text())["runs"] if args.compare_summary else runs
+        matches = [run for run in compared_runs if run["label"] == label]
         if not matches or not name:
-            raise SystemExit(f"--compare {comparison}: want LABEL=NAME with LABEL a run of {args.summary_json}")
+            raise SystemExit(f"--compare {comparison}: want LABEL=NAME, LABEL a run of the summary")
         evaluation = {**matches[0]["evaluation"], "dataset": "shared/photos/val", "split": "val"}
         facts.evaluations.append(Evaluation(**evaluation, compared_with=name))
     if not args.card_only:
