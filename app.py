@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -71,6 +72,8 @@ def build_demo(colorizer: Colorizer) -> gr.Blocks:
     """
 
     limits = {"concurrency_limit": WORKERS, "concurrency_id": "colorizer"}  # photos and videos share the workers
+    # gradio caches clicked examples in ./.gradio unless told otherwise: keep the working directory clean
+    os.environ.setdefault("GRADIO_EXAMPLES_CACHE", str(Path(tempfile.gettempdir()) / "colorgan-examples-cache"))
     with gr.Blocks(title="colorgan", delete_cache=(1800, 3600)) as demo:
         gr.Markdown(INTRO)
         with gr.Tab("Photo", id="photo-tab"):

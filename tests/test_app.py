@@ -500,3 +500,16 @@ def client_colorizer(folder: Path):
             raise AssertionError("a clip over the limits must not be colorized")
 
     return NoModel()
+
+
+def test_example_cache_stays_out_of_the_working_directory(app_module, tiny_model_dir, monkeypatch, tmp_path):
+    import gradio.utils
+
+    monkeypatch.delenv("GRADIO_EXAMPLES_CACHE", raising=False)
+    monkeypatch.chdir(tmp_path)
+    from colorgan import Colorizer
+
+    app_module.build_demo(Colorizer.from_pretrained(tiny_model_dir, device="cpu"))
+    cache = gradio.utils.get_cache_folder().resolve()
+    assert tmp_path not in cache.parents and cache != tmp_path
+    assert not any(tmp_path.iterdir()), "building the app wrote into the working directory"

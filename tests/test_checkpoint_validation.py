@@ -377,7 +377,7 @@ def test_every_constructor_argument_has_a_config_limit():
 def test_init_from_refuses_a_bad_generator_and_replaces_a_bad_discriminator(good_folders, tmp_path, capsys):
     from train_accelerate import build_models
 
-    args = argparse.Namespace(init_from=None, disc_channels=8, disc_layers=2, max_parameters=1000)
+    args = argparse.Namespace(init_from=None, disc_channels=8, disc_layers=2, disc_norm="batch", max_parameters=1000)
     folder = shutil.copytree(good_folders["discriminator"], tmp_path / "run")
     shutil.copytree(good_folders["generator"], folder, dirs_exist_ok=True)
     args.init_from = str(folder)
