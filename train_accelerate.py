@@ -34,7 +34,7 @@ from colorgan.data import SKIP_REASONS, collate, load_validation_images, open_st
 from colorgan.hints import generator_input, sample_training_hints
 from colorgan.losses import GAN_LOSSES, discriminator_loss, generator_adversarial_loss
 from colorgan.metrics import colorfulness, psnr, ssim
-from colorgan.models import PatchDiscriminator, Pix2PixUNet, UNetGenerator
+from colorgan.models import DISCRIMINATOR_NORMS, PatchDiscriminator, Pix2PixUNet, UNetGenerator
 
 STATE_FILE = "training_state.json"  # step, phase, epoch, images seen, skip counts: beside accelerate's state
 
@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="decoder widths, deepest first, one per 2x upsampling step")
     model.add_argument("--disc-channels", type=int, default=64, help="width of the PatchGAN's first layer")
     model.add_argument("--disc-layers", type=int, default=3, help="PatchGAN stride-2 layers (3 -> 70x70 patches)")
-    model.add_argument("--disc-norm", choices=["batch", "spectral"], default="batch",
+    model.add_argument("--disc-norm", choices=DISCRIMINATOR_NORMS, default="batch",
                        help="PatchGAN normalization: BatchNorm (pix2pix) or spectral norm on every conv")
     model.add_argument("--init-from", help="fine-tune a published checkpoint (folder or Hub repo id)")
     model.add_argument("--max-parameters", type=int, default=DEFAULT_MAX_PARAMETERS,
@@ -352,8 +352,8 @@ def main(args: argparse.Namespace) -> None:
     # ---- loop
     progress = tqdm(total=args.max_steps, initial=state["step"], disable=not accelerator.is_local_main_process)
     started, window_start, window_images = time.time() - state["wall_time"], time.time(), 0
-    out_of_steps = state["step"] >= args.max_steps or out_of_time(accelerator, args, time.time() - started)
-    while not out_of_steps:
+    finished = run_is_over(accelerator, args, state["step"], time.time() - started)
+    while not finished:
         loader.set_epoch(state["epoch"])
         for batch in loader:
             skipped.update(batch["skipped"])
@@ -386,8 +386,8 @@ def main(args: argparse.Namespace) -> None:
                                  img_s=f"{images_per_second:.1f}")
             accelerator.log({**logs, "images_per_second": images_per_second}, step=state["step"])
 
-            out_of_steps = state["step"] >= args.max_steps or out_of_time(accelerator, args, time.time() - started)
-            if state["step"] % args.val_every == 0 or out_of_steps:
+            finished = run_is_over(accelerator, args, state["step"], time.time() - started)
+            if state["step"] % args.val_every == 0 or finished:
                 if accelerator.is_main_process:
                     metrics = validate(ema.module, val_pixels.to(accelerator.device), output_dir, state["step"])
                     grid = metrics.pop("grid")
@@ -397,11 +397,11 @@ def main(args: argparse.Namespace) -> None:
                     progress.write(f"step {state['step']}: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
                     state["val_metrics"] = metrics
                 accelerator.wait_for_everyone()
-            if state["step"] % args.checkpoint_every == 0 or out_of_steps:
+            if state["step"] % args.checkpoint_every == 0 or finished:
                 state["skipped"] = total_skips(accelerator, skipped_before, skipped)
                 state["wall_time"] = time.time() - started
                 save_checkpoint(accelerator, output_dir, state, args.keep_checkpoints)
-            if out_of_steps:
+            if finished:
                 break
         else:
             state["epoch"] += 1  # the stream ran out: next pass, reshuffled
@@ -415,8 +415,10 @@ def main(args: argparse.Namespace) -> None:
     finish(accelerator, args, ema, discriminator, state, started)
 
 
-def out_of_time(accelerator: Accelerator, args: argparse.Namespace, elapsed_seconds: float) -> bool:
-    """--max-minutes spent? Every process gets the same answer (clocks differ), so all stop together."""
+def run_is_over(accelerator: Accelerator, args: argparse.Namespace, step: int, elapsed_seconds: float) -> bool:
+    """--max-steps done or --max-minutes spent? Every process gets the same answer (clocks differ)."""
+    if step >= args.max_steps:
+        return True
     if not args.max_minutes:
         return False
     spent = torch.tensor([float(elapsed_seconds >= 60 * args.max_minutes)], device=accelerator.device)

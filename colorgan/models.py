@@ -27,6 +27,7 @@ HUB_METADATA = dict(
     license="mit",
 )
 GENERATOR_INPUT_CHANNELS = 4  # L, hint a, hint b, hint mask
+DISCRIMINATOR_NORMS = ("batch", "spectral")  # PatchDiscriminator(norm=...)
 RENDER_SIZE_LIMITS = (16, 4096)  # long sides the generator may run at
 
 
@@ -59,10 +60,16 @@ CONFIG_LIMITS = {
     "base_channels": ConfigLimit(int, 1, 1024),
     "num_layers": ConfigLimit(int, 1, 8),  # 8 stride-2 layers already judge 2302x2302 patches
     "input_channels": ConfigLimit(int, 1, 16),  # (L, a, b) is 3
-    "norm": ConfigLimit(str, choices=lambda: frozenset({"batch", "spectral"})),
+    "norm": ConfigLimit(str, choices=lambda: frozenset(DISCRIMINATOR_NORMS)),
     # Pix2PixUNet: 8 halvings is pix2pix's unet_256; 10 already needs 1024-pixel inputs
     "num_downsamplings": ConfigLimit(int, 1, 10),
 }
+
+
+def pad_to_multiple(x: torch.Tensor, stride: int) -> torch.Tensor:
+    # (B, C, H, W) -> (B, C, H', W'), H' and W' the next multiples of stride (edge pixels repeated)
+    pad_h, pad_w = -x.shape[-2] % stride, -x.shape[-1] % stride
+    return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
 
 
 def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -153,8 +160,7 @@ class UNetGenerator(nn.Module, StrictHubMixin, **HUB_METADATA):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
-        pad_h, pad_w = -height % self.stride, -width % self.stride
-        padded = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
+        padded = pad_to_multiple(x, self.stride)
         features = dict(zip(self.encoder.feature_info.reduction(), self.encoder(padded)))
         features[1] = padded  # the input itself is the full-resolution skip
         y = features[self.stride]  # (B, C, H/32, W/32)
@@ -182,9 +188,9 @@ class PatchDiscriminator(nn.Module, StrictHubMixin, **HUB_METADATA):
 
     def __init__(self, base_channels: int = 64, num_layers: int = 3, input_channels: int = 3, norm: str = "batch"):
         super().__init__()
+        if norm not in DISCRIMINATOR_NORMS:
+            raise ValueError(f"norm must be one of {DISCRIMINATOR_NORMS}, not {norm!r}")
         spectral = norm == "spectral"
-        if norm not in ("batch", "spectral"):
-            raise ValueError(f"norm must be 'batch' or 'spectral', not {norm!r}")
 
         def conv(in_channels: int, out_channels: int, stride: int, bias: bool) -> nn.Module:
             layer = nn.Conv2d(in_channels, out_channels, kernel_size=4, stride=stride, padding=1, bias=bias)
@@ -195,8 +201,10 @@ class PatchDiscriminator(nn.Module, StrictHubMixin, **HUB_METADATA):
         for index in range(1, num_layers + 1):
             next_width = base_channels * min(2**index, 8)
             stride = 2 if index < num_layers else 1  # the last layer keeps resolution, as in pix2pix
-            layers.append(conv(width, next_width, stride, bias=spectral))
-            layers += [nn.LeakyReLU(0.2, inplace=True)] if spectral else [nn.BatchNorm2d(next_width), nn.LeakyReLU(0.2, inplace=True)]
+            layers.append(conv(width, next_width, stride, bias=spectral))  # BatchNorm brings its own bias
+            if not spectral:
+                layers.append(nn.BatchNorm2d(next_width))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
             width = next_width
         layers.append(conv(width, 1, 1, True))
         self.layers = nn.Sequential(*layers)
@@ -255,8 +263,7 @@ class Pix2PixUNet(nn.Module, StrictHubMixin, **HUB_METADATA):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
-        pad_h, pad_w = -height % self.stride, -width % self.stride
-        y = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
+        y = pad_to_multiple(x, self.stride)
         skips = []
         for block in self.down:  # (B, 4, H, W) -> (B, 512, H/256, W/256)
             y = block(y)

@@ -74,9 +74,9 @@ def main() -> None:
     ]
     if not facts.evaluations:
         raise SystemExit(f"no run labelled {args.run_label!r} in {args.summary_json}")
+    compared_runs = json.loads(args.compare_summary.read_text())["runs"] if args.compare_summary else runs
     for comparison in args.compare:
         label, _, name = comparison.partition("=")
-        compared_runs = json.loads(args.compare_summary.read_text())["runs"] if args.compare_summary else runs
         matches = [run for run in compared_runs if run["label"] == label]
         if not matches or not name:
             raise SystemExit(f"--compare {comparison}: want LABEL=NAME, LABEL a run of the summary")
