@@ -1,6 +1,6 @@
 """Inference speed and memory on CPU: the generator's forward per backend, and `Colorizer` end to end.
 
-    python benchmarks/bench_inference.py [--model PATH_OR_REPO] [--runs 7] [--render-size 512]
+    python benchmarks/bench_inference.py [--model PATH_OR_REPO] [--runs 11] [--render-size 512] [--threads 1]
 
 Prints, in one run (so that the ratios compare figures taken under the same machine load):
   - the generator's forward at 512x512 with torch, ONNX Runtime fp32 and ONNX Runtime int8, and how
@@ -99,6 +99,24 @@ def time_ms(function, runs: int, warmup: int = 1) -> dict[str, list[float]]:
     return dict(wall=wall, cpu=cpu)
 
 
+def time_interleaved_ms(functions: dict[str, object], runs: int) -> dict[str, dict[str, list[float]]]:
+    """`time_ms` of several functions, run in turn in each round (one warm-up round first).
+
+    On a shared machine the load drifts over a minute; taking each round's runs back to back puts
+    every function under the same load, so their ratios hold even when the absolute times do not.
+    """
+    for function in functions.values():
+        function()
+    times = {name: dict(wall=[], cpu=[]) for name in functions}
+    for _ in range(runs):
+        for name, function in functions.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            function()
+            times[name]["wall"].append((time.perf_counter() - start) * 1000)
+            times[name]["cpu"].append((time.process_time() - start_cpu) * 1000)
+    return times
+
+
 def summary(times: dict[str, list[float]]) -> str:
     wall = times["wall"]
     return (
@@ -187,13 +205,18 @@ def pix2pix_unet_256(input_nc: int = 1, output_nc: int = 2, ngf: int = 64) -> nn
     return UnetSkipBlock(output_nc, ngf, block, in_channels=input_nc, outermost=True)
 
 
-def forward_only_ms(model: nn.Module, input_channels: int, runs: int, channels_last: bool) -> dict[str, list[float]]:
+def forward_function(model: nn.Module, input_channels: int, channels_last: bool):
+    """A function running `model` on a 512x512 input in inference mode (as `Colorizer` runs it)."""
     model = model.eval()
     x = torch.randn(1, input_channels, 512, 512)
     if channels_last:
         model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-    with torch.inference_mode():
-        return time_ms(lambda: model(x), runs)
+
+    def forward():
+        with torch.inference_mode():
+            model(x)
+
+    return forward
 
 
 # ----------------------------------------------------------------------------- ONNX Runtime
@@ -270,7 +293,7 @@ def ratio_line(name: str, value: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model folder or Hub repo id (default: bundled starter, else random init)")
-    parser.add_argument("--runs", type=int, default=7, help="timed runs per case, after one warm-up (default 7)")
+    parser.add_argument("--runs", type=int, default=11, help="timed runs per case, after one warm-up (default 11)")
     parser.add_argument(
         "--jpeg-mode",
         choices=["L", "RGB"],
@@ -313,24 +336,31 @@ def main() -> None:
     print(f"photo: {photo_name}; load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print()
 
-    print("generator forward only at 512x512 (no colour maths, no I/O):")
+    print(f"generator forward only at 512x512 (no colour maths, no I/O; the backends in turn, {args.runs} rounds):")
     generator = colorizer.generator
     encoder = getattr(generator.encoder, "pretrained_cfg", {}).get("architecture", "encoder")
-    forward = {"torch": forward_only_ms(generator, 4, args.runs, channels_last=True)}
-    print(f"  torch, U-Net on {encoder:<14} {summary(forward['torch'])}")
+    forwards = {"torch": forward_function(generator, 4, channels_last=True)}
+    labels = {"torch": f"torch, U-Net on {encoder}", "onnx": "ONNX Runtime fp32", "onnx-int8": "ONNX Runtime int8"}
+    found: dict[str, object] = {}
     if not args.skip_onnx:
         import onnxruntime
 
         found = onnx_generators(args, colorizer)
         x = torch.randn(1, 4, 512, 512)
         for backend in ("onnx", "onnx-int8"):
+            if backend in found:
+                forwards[backend] = lambda onnx_generator=found[backend]: onnx_generator(x)
+    # the 512x512 end to end goes in the same rounds: its ratio to the forward is one of the targets
+    forwards["end to end"] = lambda: colorizer(image, render_size=args.render_size)
+    forward = time_interleaved_ms(forwards, args.runs)
+    end_to_end = forward.pop("end to end")
+    for backend, times in forward.items():
+        print(f"  {labels[backend]:<31} {summary(times)}")
+    if not args.skip_onnx:
+        for backend in ("onnx", "onnx-int8"):
             if backend not in found:
                 note = found.get("int8 note" if backend == "onnx-int8" else "onnx note", found.get("onnx note"))
                 print(f"  {backend}: not timed ({note})")
-                continue
-            forward[backend] = time_ms(lambda: found[backend](x), args.runs)
-            label = "ONNX Runtime fp32" if backend == "onnx" else "ONNX Runtime int8"
-            print(f"  {label:<31} {summary(forward[backend])}")
         print(f"  (ONNX Runtime {onnxruntime.__version__}; int8: {found.get('int8 source', 'none')})")
         if "onnx" in found:
             difference = onnx_difference(generator, found["onnx"])
@@ -342,7 +372,6 @@ def main() -> None:
 
     print()
     render = args.render_size or colorizer.default_render_size
-    end_to_end = time_ms(lambda: colorizer(image, render_size=args.render_size), args.runs)
     print(f"512x512 Colorizer.__call__ (PIL 'L' in, RGB out), model run at {render} px long side")
     print(f"  {summary(end_to_end)}")
     big = run_12mp_in_subprocess(args)
@@ -369,7 +398,7 @@ def main() -> None:
         print()
         print("reference, pix2pix generator forward only at 512x512:")
         torch.manual_seed(0)
-        pix2pix = forward_only_ms(pix2pix_unet_256(), 1, args.runs, channels_last=False)
+        pix2pix = time_ms(forward_function(pix2pix_unet_256(), 1, channels_last=False), args.runs)
         print(f"  pix2pix unet_256 (54 M params) {summary(pix2pix)}")
     print(
         f"\nload average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}"

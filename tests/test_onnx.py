@@ -26,11 +26,12 @@ from colorgan.onnx_backend import (
     ONNX_NAME,
     ONNX_OPSET,
     OnnxGenerator,
+    export_form,
     export_onnx,
     load_onnx_generator,
 )
 from colorgan.pipeline import STARTER_MODEL
-from conftest import assert_one_line, val_photo_paths
+from conftest import TINY_GENERATOR, assert_one_line, val_photo_paths
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "fresh_onnx_cache")
 
@@ -114,6 +115,72 @@ def test_onnx_matches_torch_in_model_space(tiny_model_dir, tiny_onnx, shape):
     assert (actual - expected).abs().max().item() <= 1e-3
 
 
+def with_trained_batch_norm_statistics(generator: UNetGenerator, seed: int) -> UNetGenerator:
+    """The generator with random BatchNorm affine parameters and running statistics, in eval mode.
+
+    A freshly built model's BatchNorm is the identity in eval mode, so folding it into the
+    convolutions would be tested on nothing.
+    """
+    random = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for module in generator.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                shape = module.running_mean.shape
+                module.running_mean.copy_(torch.randn(shape, generator=random) * 0.3)
+                module.running_var.copy_(torch.rand(shape, generator=random) * 2 + 0.2)
+                module.weight.copy_(torch.rand(shape, generator=random) + 0.5)
+                module.bias.copy_(torch.randn(shape, generator=random) * 0.2)
+    return generator.eval()
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        dict(encoder_name="resnet18", decoder_channels=[32, 16, 16, 8, 8]),  # channels that fit no NCHWc block
+        dict(encoder_name="regnetx_002", decoder_channels=[64, 32, 32, 16, 16], dropout_blocks=3),
+        dict(encoder_name="mobilenetv3_small_050", decoder_channels=[24, 16, 16, 8, 8], dropout=0.0),
+    ],
+    ids=["resnet18", "regnetx_002", "mobilenetv3"],
+)
+@pytest.mark.parametrize("shape", [(1, 64, 64), (2, 37, 101), (1, 1, 1)])
+def test_export_form_computes_what_the_generator_does(config, shape):
+    torch.manual_seed(0)
+    generator = with_trained_batch_norm_statistics(UNetGenerator(**config), seed=len(config["encoder_name"]))
+    rewritten = export_form(generator)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in rewritten.decoder.modules())  # folded
+    assert isinstance(generator.decoder[0].convs[0][1], torch.nn.BatchNorm2d)  # the original is left as it was
+    x = torch.randn(shape[0], 4, *shape[1:], generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        expected, actual = generator(x), rewritten(x)
+    assert actual.shape == expected.shape == (shape[0], 2, *shape[1:])
+    assert torch.isfinite(actual).all()
+    assert (actual - expected).abs().max().item() <= 1e-5
+
+
+def test_exported_decoder_has_no_concat_and_upsamples_by_a_constant_scale(tiny_onnx):
+    graph = onnx.load(str(tiny_onnx)).graph
+    constants = {init.name for init in graph.initializer} | {
+        output for node in graph.node if node.op_type == "Constant" for output in node.output
+    }
+    produced_by = {output: node.op_type for node in graph.node for output in node.output}
+    resizes = [node for node in graph.node if node.op_type == "Resize"]
+    assert len(resizes) == len(TINY_GENERATOR["decoder_channels"])  # one per decoder level
+    for node in resizes:  # inputs: X, roi, scales[, sizes]; a computed size keeps ONNX Runtime's NCHWc kernel out
+        assert node.input[2] in constants and (len(node.input) < 4 or not node.input[3]), node
+    feature_concats = [
+        node for node in graph.node if node.op_type == "Concat" and any(produced_by.get(i) == "Resize" for i in node.input)
+    ]
+    assert not feature_concats
+    sums = [node for node in graph.node if node.op_type == "Sum"]
+    assert sums and all(produced_by[i] == "Conv" for node in sums for i in node.input)
+    # both inputs of each Sum carry one symbolic shape, so ONNX Runtime can fuse the Sum into a convolution
+    shapes = {info.name: info.type.tensor_type.shape for info in graph.value_info}
+    for node in sums:
+        first, second = (shapes[name] for name in node.input)
+        assert first == second, node.name
+    assert not [node for node in graph.node if node.op_type == "Add" and all(produced_by.get(i) == "Conv" for i in node.input)]
+
+
 # ----------------------------------------------------------------------------- the Colorizer backend
 @pytest.mark.parametrize("size", ODD_SIZES)
 def test_onnx_and_torch_colorizers_give_the_same_image(model_folder, size):
@@ -174,6 +241,8 @@ def test_first_use_exports_into_the_cache_once_and_never_into_the_model_folder(
     first = Colorizer.from_pretrained(folder, backend="onnx")
     path = first.onnx_generator.path
     assert fresh_onnx_cache in path.parents and path.name == ONNX_NAME
+    # keyed by the graph's layout too: an export an earlier colorgan cached in another layout is not reused
+    assert path.parent.name.endswith(f"-opset{ONNX_OPSET}-form{onnx_backend.EXPORT_FORM}")
     assert sorted(p.name for p in folder.iterdir()) == before
     assert copy_instead_of_exporting == [path]
     second = Colorizer.from_pretrained(folder, backend="onnx")
