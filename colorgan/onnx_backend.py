@@ -145,9 +145,20 @@ def _sum_conv_pairs(model) -> int:
             node.op_type = "Sum"
             rewritten += 1
             upsampled, skip = (shapes.get(name) for name in node.input)
-            if upsampled is not None and skip is not None and len(upsampled.dim) == len(skip.dim):
+            if upsampled is not None and skip is not None and _same_but_for_names(upsampled, skip):
                 upsampled.CopyFrom(skip)
     return rewritten
+
+
+def _same_but_for_names(first, second) -> bool:
+    """Whether two ONNX shapes can be one: equal where both are numbers, else both symbolic (never 1 vs H)."""
+    if len(first.dim) != len(second.dim):
+        return False
+    for a, b in zip(first.dim, second.dim):
+        numbers = a.HasField("dim_value"), b.HasField("dim_value")
+        if any(numbers) and (not all(numbers) or a.dim_value != b.dim_value):
+            return False
+    return True
 
 
 class _PaddedGenerator(nn.Module):

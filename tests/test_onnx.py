@@ -380,3 +380,27 @@ def test_app_falls_back_to_torch_when_onnx_cannot_load(model_folder):
     colorizer = load_fastest_colorizer(str(model_folder), device="cpu", log=lines.append)
     assert colorizer.backend == "torch" and "generator backend torch" in lines[-1]
     assert any("not a loadable ONNX model" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    "first, second, tied",
+    [
+        (["batch", 16, "h", "w"], ["batch", 16, "2*h", "2*w"], True),  # one size, two names for it
+        (["batch", 16, 1, 1], ["batch", 16, "h", "w"], False),  # a broadcast: not one shape
+        (["batch", 8, "h", "w"], ["batch", 16, "h", "w"], False),
+        (["batch", 16, "h"], ["batch", 16, "h", "w"], False),
+    ],
+)
+def test_sum_inputs_get_one_shape_only_where_they_can_be_one(first, second, tied):
+    from onnx import helper
+
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["a"]),
+        helper.make_node("Conv", ["x", "w2"], ["b"]),
+        helper.make_node("Add", ["a", "b"], ["y"]),
+    ]
+    value_info = [helper.make_tensor_value_info("a", 1, first), helper.make_tensor_value_info("b", 1, second)]
+    model = helper.make_model(helper.make_graph(nodes, "g", [], [], value_info=value_info))
+    assert onnx_backend._sum_conv_pairs(model) == 1 and model.graph.node[2].op_type == "Sum"
+    shapes = {info.name: info.type.tensor_type.shape for info in model.graph.value_info}
+    assert (shapes["a"] == shapes["b"]) is tied
