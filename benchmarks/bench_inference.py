@@ -222,7 +222,7 @@ def forward_function(model: nn.Module, input_channels: int, channels_last: bool)
 # ----------------------------------------------------------------------------- ONNX Runtime
 def onnx_generators(args: argparse.Namespace, colorizer: Colorizer) -> dict[str, object]:
     """{"onnx": fp32, "onnx-int8": int8} `OnnxGenerator`s, each when it can be had; notes why not otherwise."""
-    from colorgan.onnx_backend import OnnxGenerator, calibration_inputs, export_onnx, quantize_onnx
+    from colorgan.onnx_backend import OnnxGenerator, calibration_inputs, export_int8
 
     source = args.model or (str(STARTER_MODEL) if STARTER_MODEL.is_dir() else None)
     found: dict[str, object] = {}
@@ -241,8 +241,7 @@ def onnx_generators(args: argparse.Namespace, colorizer: Colorizer) -> dict[str,
             found["int8 note"] = f"the model ships no int8 graph and {TRAIN_PHOTOS} has no photos to calibrate one"
             return found
         scratch = Path(tempfile.mkdtemp(prefix="colorgan-bench-"))
-        fp32 = export_onnx(colorizer.generator, scratch / "model.onnx")
-        int8 = quantize_onnx(fp32, scratch / "model_int8.onnx", calibration_inputs(colorizer, photos))
+        int8 = export_int8(colorizer.generator, scratch / "model_int8.onnx", calibration_inputs(colorizer, photos))
         found["onnx-int8"] = OnnxGenerator(int8)
         found["int8 source"] = f"static int8 calibrated here on {len(photos)} photos of {TRAIN_PHOTOS}"
     return found

@@ -53,9 +53,10 @@ CALIBRATION_HINTS = 16  # hint points on the second calibration input of each ph
 CALIBRATION_CROP = 128  # calibration inputs are cropped to one size: the percentile calibrator needs that
 # Decoder levels (finest first) kept in fp32 by `quantize_onnx`, with the head. Measured on the starter
 # model, all 43 val photos, against fp32's 21.31 dB PSNR, forward times as a ratio to torch's at 512x512:
-# none (head only) 20.33 dB at 0.47x; the finest level 21.21 dB at 0.52x; two, 21.40 dB at 0.63x; three,
-# 21.41 dB at 0.71x. The finest level sees the full-resolution detail, and int8 noise on what it hands the
-# head shows as colour noise (SSIM 0.914 -> 0.858); the levels below it quantize almost for free.
+# none (head only) 20.33 dB at 0.47x; the finest level 21.21 dB at 0.44-0.54x over five runs (0.52-0.58x
+# before `_BlockedLayoutEntry`); two, 21.40 dB at 0.63x; three, 21.41 dB at 0.71x. The finest level sees the
+# full-resolution detail, and int8 noise on what it hands the head shows as colour noise (SSIM 0.914 ->
+# 0.858); the levels below it quantize almost for free.
 FP32_DECODER_LEVELS = 1
 
 
@@ -111,18 +112,46 @@ class _ExportDecoderBlock(nn.Module):
         return self.rest(torch.relu(y))
 
 
-def export_form(generator: UNetGenerator) -> UNetGenerator:
+class _BlockedLayoutEntry(nn.Module):
+    """An identity 1x1 convolution in front of a decoder block: exact in fp32, and ~2 ms at 512x512.
+
+    In an int8 graph the first decoder level left in fp32 receives an int8 convolution's output
+    (ONNX Runtime runs those channels-last). Its blocked layout only starts at an fp32 convolution,
+    so without this the level's upsampling ran as a plain Resize at full resolution and its 4x larger
+    output was then copied into the blocked layout: 40 ms of a 140 ms int8 forward. Entering the
+    layout here, at the level's input resolution, the upsampling runs blocked and nothing is copied.
+    """
+
+    def __init__(self, block: nn.Module, channels: int):
+        super().__init__()
+        self.block = block
+        self.identity = nn.Conv2d(channels, channels, kernel_size=1, bias=False)
+        self.identity.weight.data.copy_(torch.eye(channels)[:, :, None, None])
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None, size: tuple[int, int]) -> torch.Tensor:
+        return self.block(self.identity(x), skip, size)
+
+
+def export_form(generator: UNetGenerator, fp32_levels: int | None = None) -> UNetGenerator:
     """A float32, eval-mode copy of `generator` with `_ExportDecoderBlock`s: what `export_onnx` exports.
 
     Its outputs equal the generator's in eval mode (to float rounding, ~1e-6).
+
+    Args:
+        generator: the trained generator (left untouched).
+        fp32_levels: for the graph `quantize_onnx` makes int8 with this many finest decoder levels
+            left in fp32: the first of them gets a `_BlockedLayoutEntry`. None for an fp32 graph.
     """
     model = copy.deepcopy(generator).float().cpu().to(memory_format=torch.contiguous_format).eval()
     if not isinstance(model, UNetGenerator):  # the reference Pix2PixUNet is exported as it is
         return model
     upsampled_channels = model.encoder.feature_info.channels()[-1]
+    first_fp32 = len(model.decoder) - fp32_levels if fp32_levels else None
     with torch.no_grad():
         for index, block in enumerate(model.decoder):
             model.decoder[index] = _ExportDecoderBlock(block, upsampled_channels)
+            if index == first_fp32:
+                model.decoder[index] = _BlockedLayoutEntry(model.decoder[index], upsampled_channels)
             upsampled_channels = block.convs[-1][0].out_channels
     return model.eval()
 
@@ -182,13 +211,17 @@ class _PaddedGenerator(nn.Module):
         return self.generator(padded)[..., :height, :width]
 
 
-def export_onnx(generator: UNetGenerator, destination: str | os.PathLike, *, opset: int = ONNX_OPSET) -> Path:
+def export_onnx(
+    generator: UNetGenerator, destination: str | os.PathLike, *, opset: int = ONNX_OPSET, fp32_levels: int | None = None
+) -> Path:
     """Export a generator to ONNX with dynamic batch, height and width; written atomically.
 
     Args:
         generator: the generator (left untouched: its `export_form` copy is exported).
         destination: the `.onnx` file to write (one file: weights inline).
         opset: ONNX opset.
+        fp32_levels: export the graph `quantize_onnx` is to make int8 with this many finest decoder
+            levels left in fp32 (see `export_form`); None for the fp32 graph itself.
 
     Returns:
         The written path.
@@ -199,7 +232,7 @@ def export_onnx(generator: UNetGenerator, destination: str | os.PathLike, *, ops
     from torch.export import Dim
 
     destination = Path(destination)
-    model = _PaddedGenerator(export_form(generator)).eval()
+    model = _PaddedGenerator(export_form(generator, fp32_levels)).eval()
     example = torch.zeros(2, GENERATOR_INPUT_CHANNELS, 80, 112)  # sizes other than 0, 1 and each other: none fixed
     dynamic = {"x": {0: Dim("batch"), 2: Dim.DYNAMIC, 3: Dim.DYNAMIC}}
     with atomic_path(destination) as temporary, warnings.catch_warnings():
@@ -247,7 +280,7 @@ def quantize_onnx(
     the calibration inputs. The decoder's `fp32_levels` finest blocks and the head stay fp32.
 
     Args:
-        fp32_path: the fp32 export.
+        fp32_path: the fp32 export, made by `export_onnx(..., fp32_levels=fp32_levels)` (as `export_int8` does).
         destination: the int8 `.onnx` to write.
         calibration_inputs: (1, 4, h, w) generator inputs of real photos (see `Colorizer.model_input`);
             the top-left CALIBRATION_CROP square of each is used, smaller ones are skipped.
@@ -295,6 +328,25 @@ def quantize_onnx(
             calibrate_method=CalibrationMethod.Percentile,
         )
     return destination
+
+
+def export_int8(
+    generator: UNetGenerator,
+    destination: str | os.PathLike,
+    calibration_inputs: Iterable[torch.Tensor],
+    fp32_levels: int = FP32_DECODER_LEVELS,
+) -> Path:
+    """Export a generator as static int8 ONNX: `export_onnx` of the int8 form, then `quantize_onnx`.
+
+    Args:
+        generator: the generator (left untouched).
+        destination: the int8 `.onnx` to write (atomically).
+        calibration_inputs: generator inputs of real photos (see `calibration_inputs`).
+        fp32_levels: decoder levels, finest first, kept in fp32.
+    """
+    with tempfile.TemporaryDirectory() as scratch:
+        base = export_onnx(generator, Path(scratch) / "int8-base.onnx", fp32_levels=fp32_levels)
+        return quantize_onnx(base, destination, calibration_inputs, fp32_levels=fp32_levels)
 
 
 class OnnxGenerator:
@@ -460,8 +512,7 @@ def export_model_folder_files(
         quantize: write static int8, calibrated on photos of `calibration`.
         calibration: folder of photos (needed with `quantize`).
         calibration_count: how many of its photos (sorted by name) to use.
-        fp32_destination: with `quantize`, also keep the fp32 export the int8 graph is made from
-            here (one model load and one export for both files).
+        fp32_destination: with `quantize`, also write the fp32 graph here (one model load for both).
 
     Raises:
         CheckpointError: the model cannot be loaded; ValueError: no calibration photos.
@@ -480,9 +531,9 @@ def export_model_folder_files(
     colorizer = Colorizer.from_pretrained(source, device="cpu")
     if not quantize:
         return export_onnx(colorizer.generator, destination)
-    with tempfile.TemporaryDirectory() as scratch:
-        fp32 = export_onnx(colorizer.generator, fp32_destination or Path(scratch) / ONNX_NAME)
-        return quantize_onnx(fp32, destination, calibration_inputs(colorizer, photos))
+    if fp32_destination is not None:
+        export_onnx(colorizer.generator, fp32_destination)
+    return export_int8(colorizer.generator, destination, calibration_inputs(colorizer, photos))
 
 
 def run_export_onnx(args: argparse.Namespace) -> int:

@@ -26,7 +26,9 @@ from colorgan.onnx_backend import (
     ONNX_NAME,
     ONNX_OPSET,
     OnnxGenerator,
+    calibration_inputs,
     export_form,
+    export_int8,
     export_onnx,
     load_onnx_generator,
 )
@@ -143,10 +145,11 @@ def with_trained_batch_norm_statistics(generator: UNetGenerator, seed: int) -> U
     ids=["resnet18", "regnetx_002", "mobilenetv3"],
 )
 @pytest.mark.parametrize("shape", [(1, 64, 64), (2, 37, 101), (1, 1, 1)])
-def test_export_form_computes_what_the_generator_does(config, shape):
+@pytest.mark.parametrize("fp32_levels", [None, 1, 2], ids=["fp32-graph", "int8-base-1", "int8-base-2"])
+def test_export_form_computes_what_the_generator_does(config, shape, fp32_levels):
     torch.manual_seed(0)
     generator = with_trained_batch_norm_statistics(UNetGenerator(**config), seed=len(config["encoder_name"]))
-    rewritten = export_form(generator)
+    rewritten = export_form(generator, fp32_levels)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in rewritten.decoder.modules())  # folded
     assert isinstance(generator.decoder[0].convs[0][1], torch.nn.BatchNorm2d)  # the original is left as it was
     x = torch.randn(shape[0], 4, *shape[1:], generator=torch.Generator().manual_seed(1))
@@ -404,3 +407,26 @@ def test_sum_inputs_get_one_shape_only_where_they_can_be_one(first, second, tied
     assert onnx_backend._sum_conv_pairs(model) == 1 and model.graph.node[2].op_type == "Sum"
     shapes = {info.name: info.type.tensor_type.shape for info in model.graph.value_info}
     assert (shapes["a"] == shapes["b"]) is tied
+
+
+def test_int8_graph_enters_the_blocked_layout_before_its_first_fp32_level(tiny_model_dir, photos_dir, tmp_path):
+    generator = UNetGenerator.from_pretrained(tiny_model_dir).eval()
+    colorizer = Colorizer(generator, device="cpu")
+    photos = val_photo_paths(photos_dir, 2)
+    path = export_int8(generator, tmp_path / ONNX_INT8_NAME, calibration_inputs(colorizer, photos), fp32_levels=1)
+    graph = onnx.load(str(path)).graph
+    weights = {init.name: onnx.numpy_helper.to_array(init) for init in graph.initializer}
+
+    def is_identity(array) -> bool:
+        return array.ndim == 4 and array.shape[2:] == (1, 1) and np.array_equal(array[:, :, 0, 0], np.eye(len(array)))
+
+    # the identity is a float initializer read by a plain Conv (no DequantizeLinear): it stays fp32
+    entries = [node for node in graph.node if node.op_type == "Conv" and is_identity(weights.get(node.input[1], np.zeros(0)))]
+    assert len(entries) == 1
+    finest = f"generator.decoder.{len(TINY_GENERATOR['decoder_channels']) - 1}"
+    scopes = next(p.value for p in entries[0].metadata_props if p.key == "pkg.torch.onnx.name_scopes")
+    assert f"'{finest}'" in scopes
+    assert OnnxGenerator(path).quantized
+    x = torch.randn(1, 4, 45, 67, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        assert OnnxGenerator(path)(x).shape == generator(x).shape == (1, 2, 45, 67)
