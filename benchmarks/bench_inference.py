@@ -86,27 +86,16 @@ def jpeg_12mp(mode: str) -> bytes:
 
 
 # ----------------------------------------------------------------------------- timing
-def time_ms(function, runs: int, warmup: int = 1) -> dict[str, list[float]]:
-    """Wall-clock and process CPU milliseconds of each run, after `warmup` untimed runs."""
-    for _ in range(warmup):
-        function()
-    wall, cpu = [], []
-    for _ in range(runs):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        function()
-        wall.append((time.perf_counter() - start) * 1000)
-        cpu.append((time.process_time() - start_cpu) * 1000)
-    return dict(wall=wall, cpu=cpu)
+def time_interleaved_ms(functions: dict[str, object], runs: int, warmup: int = 1) -> dict[str, dict[str, list[float]]]:
+    """Wall-clock and process CPU milliseconds of each run of each function, after `warmup` untimed rounds.
 
-
-def time_interleaved_ms(functions: dict[str, object], runs: int) -> dict[str, dict[str, list[float]]]:
-    """`time_ms` of several functions, run in turn in each round (one warm-up round first).
-
-    On a shared machine the load drifts over a minute; taking each round's runs back to back puts
-    every function under the same load, so their ratios hold even when the absolute times do not.
+    The functions run in turn in each round: on a shared machine the load drifts over a minute, and
+    taking each round's runs back to back puts every function under the same load, so their ratios
+    hold even when the absolute times do not.
     """
-    for function in functions.values():
-        function()
+    for _ in range(warmup):
+        for function in functions.values():
+            function()
     times = {name: dict(wall=[], cpu=[]) for name in functions}
     for _ in range(runs):
         for name, function in functions.items():
@@ -115,6 +104,11 @@ def time_interleaved_ms(functions: dict[str, object], runs: int) -> dict[str, di
             times[name]["wall"].append((time.perf_counter() - start) * 1000)
             times[name]["cpu"].append((time.process_time() - start_cpu) * 1000)
     return times
+
+
+def time_ms(function, runs: int, warmup: int = 1) -> dict[str, list[float]]:
+    """`time_interleaved_ms` of one function."""
+    return time_interleaved_ms({"only": function}, runs, warmup)["only"]
 
 
 def summary(times: dict[str, list[float]]) -> str:

@@ -235,22 +235,21 @@ def export_onnx(
     model = _PaddedGenerator(export_form(generator, fp32_levels)).eval()
     example = torch.zeros(2, GENERATOR_INPUT_CHANNELS, 80, 112)  # sizes other than 0, 1 and each other: none fixed
     dynamic = {"x": {0: Dim("batch"), 2: Dim.DYNAMIC, 3: Dim.DYNAMIC}}
-    with atomic_path(destination) as temporary, warnings.catch_warnings():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's notes on its own internals, not the user's business
-        torch.onnx.export(
+        program = torch.onnx.export(
             model,
             (example,),
-            str(temporary),
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
             opset_version=opset,
             dynamo=True,
             dynamic_shapes=dynamic,
-            external_data=False,
             verbose=False,
         )
-        graph = onnx.load(str(temporary))
-        _sum_conv_pairs(graph)
+    graph = program.model_proto  # rewritten in memory, then written once (one file: weights inline)
+    _sum_conv_pairs(graph)
+    with atomic_path(destination) as temporary:
         onnx.save(graph, str(temporary))
     return destination
 
