@@ -226,6 +226,32 @@ def test_starter_model_int8_graph_stays_close_to_torch(photos_dir):
     assert 10 * np.log10(255**2 / np.mean((actual - expected) ** 2)) > 35
 
 
+SPIN_PROBE = """
+import time, torch
+from colorgan.onnx_backend import OnnxGenerator
+generator = OnnxGenerator({path!r}, threads=2)
+x = torch.rand(1, 4, 64, 64)
+for _ in range(3):
+    generator(x)
+start = time.process_time()
+time.sleep(0.2)  # what the pipeline's colour maths would have the cores for
+print((time.process_time() - start) * 1000)
+"""
+
+
+def test_onnx_runtime_threads_stop_spinning_when_a_run_ends(tiny_onnx):
+    # Left spinning (ONNX Runtime's default) its workers burned ~60% of a core for a while after each run,
+    # on the cores torch's colour maths needed next. Measured in a fresh process: only its own threads count.
+    import subprocess
+    import sys
+
+    probe = subprocess.run(
+        [sys.executable, "-c", SPIN_PROBE.format(path=str(tiny_onnx))], capture_output=True, text=True, check=True
+    )
+    idle_cpu_ms = float(probe.stdout.split()[-1])
+    assert idle_cpu_ms < 15, f"{idle_cpu_ms:.0f} ms of CPU during 200 ms of idling after a run"
+
+
 # ----------------------------------------------------------------------------- where the graph comes from
 def test_cache_root_is_under_hf_home(monkeypatch, tmp_path):
     from huggingface_hub import constants
