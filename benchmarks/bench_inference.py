@@ -9,6 +9,11 @@ Prints, in one run (so that the ratios compare figures taken under the same mach
     to the output image (in a fresh process, for its peak RSS);
   - the ratios of issue 10 beside their targets, the peak RSS, and the thread settings.
 
+Every ratio is paired: the functions it compares run in turns, one run of each per round, and the
+ratio printed is the median over rounds of each round's own ratio (the 12 MP child times a torch
+forward in its own rounds). On this shared machine the same forward swings by a third within a
+minute; runs of one round share the load, runs minutes apart do not.
+
 The int8 graph is the model's own `model_int8.onnx` when it ships one, else a static int8 export
 calibrated here on 16 photos of shared/photos/train (skipped without them). Each line also gives
 the median process CPU time. On a machine shared with other work, wall times with several threads
@@ -254,13 +259,23 @@ def onnx_difference(generator: nn.Module, onnx_generator) -> float:
 
 # ----------------------------------------------------------------------------- the 12 MP child
 def run_12mp_child(args: argparse.Namespace) -> None:
-    """In a fresh process: time bytes -> PIL image on a 12 MP JPEG; print JSON with the peak RSS."""
+    """In a fresh process: time bytes -> PIL image on a 12 MP JPEG; print JSON with the peak RSS.
+
+    The peak is read after the first run, before the torch forward at 512x512 that the timed rounds
+    take in turns with the 12 MP runs (so that their ratio compares runs under the same load).
+    """
     colorizer, _ = load_colorizer(args.model, args.backend)
     data = jpeg_12mp(args.jpeg_mode)
     output = colorizer(data, render_size=args.render_size)  # warm-up, and a check that the size is kept
     assert output.size == (4000, 3000), output.size
-    times = time_ms(lambda: colorizer(data, render_size=args.render_size), args.runs, warmup=0)
-    print(json.dumps(dict(times=times, peak_rss_mib=peak_rss_mib(), jpeg_bytes=len(data))))
+    del output
+    peak = peak_rss_mib()
+    functions = {
+        "12 MP": lambda: colorizer(data, render_size=args.render_size),
+        "torch": forward_function(colorizer.generator, 4, channels_last=True),
+    }
+    times = time_interleaved_ms(functions, args.runs)
+    print(json.dumps(dict(times=times["12 MP"], torch=times["torch"], peak_rss_mib=peak, jpeg_bytes=len(data))))
 
 
 def run_12mp_in_subprocess(args: argparse.Namespace) -> dict:
@@ -278,6 +293,11 @@ def run_12mp_in_subprocess(args: argparse.Namespace) -> dict:
 
 
 # ----------------------------------------------------------------------------- main
+def paired_ratio(times: dict[str, list[float]], reference: dict[str, list[float]]) -> float:
+    """Median over rounds of each round's ratio: runs of one round ran under the same load."""
+    return statistics.median(a / b for a, b in zip(times["wall"], reference["wall"]))
+
+
 def ratio_line(name: str, value: float) -> str:
     target = TARGET_RATIOS[name]
     return f"  {name:<36} {value:5.2f}x   target <= {target:.2f}x: {verdict(value, target)}"
@@ -361,7 +381,6 @@ def main() -> None:
                 f"  ONNX fp32 vs torch: max |ab| difference {difference:.2e} (model space), target <= "
                 f"{TARGET_ONNX_DIFFERENCE:.0e}: {verdict(difference, TARGET_ONNX_DIFFERENCE)}"
             )
-    torch_forward = statistics.median(forward["torch"]["wall"])
 
     print()
     render = args.render_size or colorizer.default_render_size
@@ -378,14 +397,16 @@ def main() -> None:
         f" {verdict(big['peak_rss_mib'], TARGET_RSS_MIB)}"
     )
 
+    print(f"  (torch forward at 512x512 in the same rounds: {summary(big['torch'])})")
+
     print()
-    print("ratios (medians of this run):")
-    print(ratio_line("end to end 512x512 / torch forward", statistics.median(end_to_end["wall"]) / torch_forward))
-    print(ratio_line("end to end 12 MP / torch forward", statistics.median(big["times"]["wall"]) / torch_forward))
+    print("ratios (each the median over rounds of that round's ratio to its own torch forward):")
+    print(ratio_line("end to end 512x512 / torch forward", paired_ratio(end_to_end, forward["torch"])))
+    print(ratio_line("end to end 12 MP / torch forward", paired_ratio(big["times"], big["torch"])))
     onnx_ratios = {"onnx": "ONNX fp32 forward / torch forward", "onnx-int8": "ONNX int8 forward / torch forward"}
     for backend, name in onnx_ratios.items():
         if backend in forward:
-            print(ratio_line(name, statistics.median(forward[backend]["wall"]) / torch_forward))
+            print(ratio_line(name, paired_ratio(forward[backend], forward["torch"])))
 
     if not args.skip_reference:
         print()

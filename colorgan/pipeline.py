@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -73,13 +73,18 @@ def _row_chunks(height: int, width: int):
         yield slice(top, min(top + rows, height))
 
 
-def _in_row_slices(height: int, width: int, device: torch.device, work: Callable[[list[slice]], T]) -> list[T]:
-    """Run `work` over the row slices of an image: on the cpu, one share of slices per torch thread.
+def _in_row_slices(
+    height: int, width: int, device: torch.device, work: Callable[[Iterable[slice]], T]
+) -> list[T]:
+    """Run `work` over the row slices of an image: on the cpu, on one thread per torch thread.
 
     The slices' ops are small (~20 passes over 64 K pixels each); with torch's own intra-op threads
     every pass ends in a barrier, and on a loaded machine a thread waiting at one for a descheduled
-    sibling spins for its whole time slice (measured: 28x the CPU time of one thread). Whole slices
-    per thread, each running single-threaded ops, meet only once, at the end.
+    sibling spins for its whole time slice (measured: 28x the CPU time of one thread). So each thread
+    runs single-threaded ops on whole slices, and they meet only once, at the end. The calling thread
+    is one of them, and each takes the next slice when done with one: a helper that starts late (its
+    core still held by the OpenMP worker that spins after the forward, for ~5 ms) then does less
+    instead of holding everything up.
     """
     chunks = list(_row_chunks(height, width))
     workers = 1
@@ -89,16 +94,37 @@ def _in_row_slices(height: int, width: int, device: torch.device, work: Callable
         return [work(chunks)]
 
     caller_threads = torch.get_num_threads()
+    slices = _SharedSlices(chunks)
 
-    def single_threaded(share: list[slice]) -> T:
-        torch.set_num_threads(1)  # OpenMP's count for this worker thread only
+    def single_threaded() -> T:
+        torch.set_num_threads(1)  # OpenMP's count for this thread only
         try:
             with torch.inference_mode():
-                return work(share)
+                return work(slices)
         finally:
             torch.set_num_threads(caller_threads)  # it also set MKL's process-wide count: put that back
 
-    return list(_row_pool(workers).map(single_threaded, [chunks[index::workers] for index in range(workers)]))
+    helpers = [_row_pool(workers - 1).submit(single_threaded) for _ in range(workers - 1)]
+    try:
+        own = single_threaded()
+    finally:
+        results = [helper.result() for helper in helpers]  # also when the caller's share failed
+    return [own, *results]
+
+
+class _SharedSlices:
+    """The row slices of one image, handed out one at a time to whichever thread asks next."""
+
+    def __init__(self, chunks: list[slice]):
+        self._chunks = iter(chunks)
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> "_SharedSlices":
+        return self
+
+    def __next__(self) -> slice:
+        with self._lock:
+            return next(self._chunks)
 
 
 _ROW_POOLS: dict[int, ThreadPoolExecutor] = {}
@@ -374,7 +400,7 @@ class Colorizer:
         height, width = item.rgb.shape[-2:]
         l_full = torch.empty(1, 1, height, width, device=self.device)
 
-        def fill(share: list[slice]) -> None:
+        def fill(share: Iterable[slice]) -> None:
             for rows in share:
                 l_full[..., rows, :] = lightness(item.rgb[..., rows, :].to(self.device))
 
@@ -431,7 +457,7 @@ class Colorizer:
         upsampler = _RowUpsampler(ab_small[0].float(), height, width)
         rgb = torch.empty(3, height * width, dtype=torch.uint8)
 
-        def encode(share: list[slice]) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        def encode(share: Iterable[slice]) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
             # every slice of `share` into `rgb`; -> (indices, L, ab) of the pixels outside the gamut
             buffer, encoder = upsampler.new_buffer(max_rows), Srgb8Encoder(max_rows * width, self.device)
             on_cpu = self.device.type == "cpu"  # encode straight into `rgb`, else via a device buffer

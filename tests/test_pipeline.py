@@ -375,3 +375,28 @@ def test_threaded_row_slices_give_the_same_image_and_leave_thread_counts_alone(c
     threaded = np.asarray(colorizer(big, render_size=128))
     assert torch.get_num_threads() == 2
     assert np.array_equal(single, threaded)
+
+
+def test_row_slices_are_shared_out_and_the_caller_takes_part():
+    import threading
+
+    import colorgan.pipeline as pipeline
+
+    torch.set_num_threads(2)  # the one_torch_thread fixture restores it
+    taken: list[tuple[str, int]] = []
+
+    def work(share):
+        for rows in share:
+            taken.append((threading.current_thread().name, rows.start))
+        return len(taken)
+
+    # the helper's thread is busy (as a core held by a spinning OpenMP worker would be): the caller does it all
+    release = threading.Event()
+    blocker = pipeline._row_pool(1).submit(release.wait)
+    threading.Timer(0.3, release.set).start()
+    pipeline._in_row_slices(256, 1024, torch.device("cpu"), work)
+    blocker.result()
+    starts = sorted(start for _, start in taken)
+    assert starts == [rows.start for rows in pipeline._row_chunks(256, 1024)]  # every slice once
+    assert {name for name, _ in taken} == {threading.current_thread().name}
+    assert torch.get_num_threads() == 2
