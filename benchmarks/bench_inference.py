@@ -261,14 +261,15 @@ def onnx_difference(generator: nn.Module, onnx_generator) -> float:
 def run_12mp_child(args: argparse.Namespace) -> None:
     """In a fresh process: time bytes -> PIL image on a 12 MP JPEG; print JSON with the peak RSS.
 
-    The peak is read after the first run, before the torch forward at 512x512 that the timed rounds
-    take in turns with the 12 MP runs (so that their ratio compares runs under the same load).
+    The peak is read after three untimed 12 MP runs, before the torch forward at 512x512 that the
+    timed rounds take in turns with the 12 MP runs (so that their ratio compares runs under the same load).
     """
     colorizer, _ = load_colorizer(args.model, args.backend)
     data = jpeg_12mp(args.jpeg_mode)
-    output = colorizer(data, render_size=args.render_size)  # warm-up, and a check that the size is kept
-    assert output.size == (4000, 3000), output.size
-    del output
+    for _ in range(3):  # warm-up, and a check that the size is kept
+        output = colorizer(data, render_size=args.render_size)
+        assert output.size == (4000, 3000), output.size
+        del output
     peak = peak_rss_mib()
     functions = {
         "12 MP": lambda: colorizer(data, render_size=args.render_size),
