@@ -20,24 +20,21 @@ import gradio as gr
 import torch
 
 from colorgan import CheckpointError, Colorizer
-from colorgan.app_logic import (
-    APP_MAX_VIDEO_SECONDS,
-    APP_MAX_VIDEO_SIDES,
-    RENDER_SIZE_RANGE,
-    SATURATION_RANGE,
+from colorgan.limits import APP_MAX_FILE_SIZE, APP_MAX_VIDEO_SECONDS, APP_MAX_VIDEO_SIDES, APP_RENDER_SIZE, APP_SATURATION
+from colorgan.webapp import (
     before_and_after,
     colorize_clip,
     colorize_photo,
+    default_render_size,
     load_fastest_colorizer,
     save_png,
     split_editor_value,
 )
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
-MAX_FILE_SIZE = "50mb"  # a 24 MP JPEG or 8-bit PNG fits; larger uploads are refused before any work
 WORKERS = 2  # one colorization per vCPU of a basic Space; the rest wait in the queue
 QUEUE_SIZE = 64  # waiting requests beyond this are turned away ("queue full") instead of piling up
-LAUNCH_OPTIONS = {"max_file_size": MAX_FILE_SIZE, "theme": gr.themes.Soft()}
+LAUNCH_OPTIONS = {"max_file_size": APP_MAX_FILE_SIZE, "theme": gr.themes.Soft()}
 HINT_COLORS = ["#5b8fd1", "#4f8a3c", "#e2b08f", "#c8312f", "#e8c547", "#7a5233", "#2f6f8f", "#7d4fa0"]
 
 INTRO = """# colorgan: colorize black-and-white photos
@@ -62,6 +59,17 @@ def errors_shown_to_user():
         yield
     except ValueError as error:  # ImageError, CheckpointError and range errors are ValueErrors
         raise gr.Error(str(error), print_exception=False) from None
+
+
+def stating_app_limits(function):
+    """Fill the app's limits into an endpoint's docstring, which Gradio shows as its API documentation."""
+    function.__doc__ = function.__doc__.format(
+        saturation=APP_SATURATION.describe(),
+        render_size=APP_RENDER_SIZE.describe(),
+        seconds=APP_MAX_VIDEO_SECONDS,
+        sides="x".join(map(str, APP_MAX_VIDEO_SIDES)),
+    )
+    return function
 
 
 def build_demo(colorizer: Colorizer) -> gr.Blocks:
@@ -90,10 +98,11 @@ def build_demo(colorizer: Colorizer) -> gr.Blocks:
                         height=520,
                         elem_id="photo",
                     )
-                    saturation = gr.Slider(*SATURATION_RANGE, value=1.0, step=0.05, label="Saturation")
+                    saturation = gr.Slider(APP_SATURATION.low, APP_SATURATION.high, value=1.0, step=0.05, label="Saturation")
                     render_size = gr.Slider(
-                        *RENDER_SIZE_RANGE,
-                        value=colorizer.default_render_size,
+                        APP_RENDER_SIZE.low,
+                        APP_RENDER_SIZE.high,
+                        value=default_render_size(colorizer),
                         step=64,
                         label="Render resolution",
                         info="Long side at which the model runs: higher is more detailed but slower."
@@ -130,6 +139,7 @@ def build_demo(colorizer: Colorizer) -> gr.Blocks:
                         before = colorize_photo(colorizer, photo, None, saturation=saturation, render_size=render_size)
                 return before_and_after(photo, colorized, before), save_png(colorized, download.GRADIO_CACHE)
 
+            @stating_app_limits
             def colorize(image: str, hints: str | None = None, saturation: float = 1.0, render_size: int | None = None) -> str:
                 """Colorize a photo; returns the colour PNG at the photo's full resolution.
 
@@ -137,8 +147,8 @@ def build_demo(colorizer: Colorizer) -> gr.Blocks:
                     image: the photo (JPEG, PNG incl. 16-bit and alpha, WebP, TIFF, BMP, GIF).
                     hints: optional RGBA PNG of the photo's size, painted where colour is wanted and
                         transparent elsewhere; only the painted colours' chroma is used.
-                    saturation: chroma multiplier, 0 (gray) to 2.
-                    render_size: long side in pixels at which the model runs, 128 to 1024 (default: the model's own).
+                    saturation: chroma multiplier, {saturation} (0 is gray).
+                    render_size: long side in pixels at which the model runs, {render_size} (default: the model's own).
                 """
                 with errors_shown_to_user():
                     colorized = colorize_photo(colorizer, image, hints, saturation=saturation, render_size=render_size)
@@ -161,7 +171,7 @@ def build_demo(colorizer: Colorizer) -> gr.Blocks:
                 **limits,
             )
             gr.Examples(
-                examples=[[str(path), 1.0, colorizer.default_render_size] for path in sorted(EXAMPLES_DIR.glob("*.jpg"))],
+                examples=[[str(path), 1.0, default_render_size(colorizer)] for path in sorted(EXAMPLES_DIR.glob("*.jpg"))],
                 inputs=[editor, saturation, render_size],
                 outputs=[slider, download],
                 fn=colorize_in_editor,
@@ -183,9 +193,13 @@ def build_video_tab(colorizer: Colorizer, limits: dict) -> None:
     with gr.Row():
         with gr.Column():
             clip = gr.Video(label="Black-and-white clip", sources=["upload"], elem_id="clip")
-            saturation = gr.Slider(*SATURATION_RANGE, value=1.0, step=0.05, label="Saturation")
+            saturation = gr.Slider(APP_SATURATION.low, APP_SATURATION.high, value=1.0, step=0.05, label="Saturation")
             render_size = gr.Slider(
-                *RENDER_SIZE_RANGE, value=colorizer.default_render_size, step=64, label="Render resolution"
+                APP_RENDER_SIZE.low,
+                APP_RENDER_SIZE.high,
+                value=default_render_size(colorizer),
+                step=64,
+                label="Render resolution",
             )
             button = gr.Button("Colorize video", variant="primary", elem_id="colorize-video")
         with gr.Column():
@@ -196,13 +210,14 @@ def build_video_tab(colorizer: Colorizer, limits: dict) -> None:
                 elem_id="colorized-clip",
             )
 
+    @stating_app_limits
     def colorize_video(video: str, saturation: float = 1.0, render_size: int | None = None) -> str:
         """Colorize a short clip; returns an MP4 (H.264) with the clip's frames, frame rate and sound.
 
         Args:
-            video: the clip (MP4, MOV, MKV, AVI, WebM...), at most 30 s and 854x480.
-            saturation: chroma multiplier, 0 (gray) to 2.
-            render_size: long side in pixels at which the model runs, 128 to 1024 (default: the model's own).
+            video: the clip (MP4, MOV, MKV, AVI, WebM...), at most {seconds} s and {sides}.
+            saturation: chroma multiplier, {saturation} (0 is gray).
+            render_size: long side in pixels at which the model runs, {render_size} (default: the model's own).
         """
         with errors_shown_to_user():
             return colorize_clip(

@@ -28,7 +28,13 @@ from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from colorgan.checkpoint import DEFAULT_MAX_PARAMETERS, CheckpointError, hub_errors_as_checkpoint_errors
+from colorgan.checkpoint import (
+    DEFAULT_MAX_PARAMETERS,
+    DISCRIMINATOR_FOLDER,
+    FACTS_NAME,
+    CheckpointError,
+    hub_errors_as_checkpoint_errors,
+)
 from colorgan.color import model_space_to_rgb, rgb_to_model_space
 from colorgan.data import SKIP_REASONS, collate, load_validation_images, open_stream, random_resized_crop, training_stream
 from colorgan.hints import generator_input, sample_training_hints
@@ -459,7 +465,7 @@ def finish(accelerator: Accelerator, args: argparse.Namespace, ema: AveragedMode
     if accelerator.is_main_process:
         output_dir = Path(args.output_dir)
         ema.module.save_pretrained(output_dir)
-        accelerator.unwrap_model(discriminator).save_pretrained(output_dir / "discriminator")
+        accelerator.unwrap_model(discriminator).save_pretrained(output_dir / DISCRIMINATOR_FOLDER)
         facts = {
             "args": vars(args),
             "steps": state["step"],
@@ -472,7 +478,7 @@ def finish(accelerator: Accelerator, args: argparse.Namespace, ema: AveragedMode
             "hardware": describe_hardware(accelerator),
             "val_metrics": state.get("val_metrics", {}),
         }
-        (output_dir / "training_facts.json").write_text(json.dumps(facts, indent=2, default=str))
+        (output_dir / FACTS_NAME).write_text(json.dumps(facts, indent=2, default=str))
         skipped = facts["skipped"]
         accelerator.print(f"saved {output_dir}; skipped images: " + ", ".join(f"{k} {v}" for k, v in skipped.items()))
         if args.push_to_hub:

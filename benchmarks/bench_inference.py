@@ -45,7 +45,7 @@ from PIL import Image
 from torch import nn
 
 from colorgan import CheckpointError, Colorizer, UNetGenerator
-from colorgan.pipeline import STARTER_MODEL
+from colorgan.checkpoint import STARTER_MODEL
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos" / "val"
 TRAIN_PHOTOS = PHOTOS.parent / "train"
@@ -221,7 +221,8 @@ def forward_function(model: nn.Module, input_channels: int, channels_last: bool)
 # ----------------------------------------------------------------------------- ONNX Runtime
 def onnx_generators(args: argparse.Namespace, colorizer: Colorizer) -> dict[str, object]:
     """{"onnx": fp32, "onnx-int8": int8} `OnnxGenerator`s, each when it can be had; notes why not otherwise."""
-    from colorgan.onnx_backend import OnnxGenerator, calibration_inputs, export_int8
+    from colorgan.onnx_export import calibration_inputs, export_int8
+    from colorgan.onnx_runtime import OnnxGenerator
 
     source = args.model or (str(STARTER_MODEL) if STARTER_MODEL.is_dir() else None)
     found: dict[str, object] = {}

@@ -6,7 +6,7 @@
 1. Quality, on synthetic camera moves over the real photos of ../shared/photos/val (and any colour
    clips given with --clip): each clip is colorized from its L*, frame by frame and with the flow-
    based colour memory; printed are the motion-compensated flicker (mean |Δab| between consecutive
-   frames, `colorgan.video_eval.flicker`) and the PSNR against the clip's true colours.
+   frames, `colorgan.evaluation.video.flicker`) and the PSNR against the clip's true colours.
 2. Throughput: `colorize_video` end to end (decode, colorize, encode, audio copy) on a 854x480 pan
    with a sound track, in frames per second, temporal and per-frame, measured in the same run.
 
@@ -28,7 +28,7 @@ from colorgan import Colorizer
 from colorgan.imaging import open_image
 from colorgan.temporal import TemporalSettings
 from colorgan.video import BATCH_SIZE, colorize_video
-from colorgan.video_eval import clips_from, encode_clip, evaluate_clip, read_frames, summary_table, synthetic_clip
+from colorgan.evaluation.video import clips_from, encode_clip, evaluate_clip, read_frames, summary_table, synthetic_clip
 
 PHOTOS = Path(__file__).resolve().parents[1].parent / "shared" / "photos" / "val"
 

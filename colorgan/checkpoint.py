@@ -37,21 +37,18 @@ from huggingface_hub.errors import (
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from .limits import DEFAULT_MAX_PARAMETERS, MAX_CONFIG_BYTES, MAX_HEADER_BYTES
+
+# The files of a model folder (laid out like a Hub repo; colorgan.hub describes each)
 WEIGHTS_NAME = constants.SAFETENSORS_SINGLE_FILE  # "model.safetensors"
 CONFIG_NAME = constants.CONFIG_NAME  # "config.json"
+DISCRIMINATOR_FOLDER = "discriminator"  # the PatchGAN, for fine-tuning
+FACTS_NAME = "training_facts.json"  # what the model card says about the run (hub_card.CardFacts)
+ONNX_NAME = "model.onnx"  # the generator for ONNX Runtime, fp32 (colorgan.onnx_runtime)
+ONNX_INT8_NAME = "model_int8.onnx"  # ... and static int8
 PICKLE_WEIGHT_NAMES = ("pytorch_model.bin", "model.pt", "model.pth", "model.ckpt")
+STARTER_MODEL = Path(__file__).parent / "pretrained" / "starter"  # shipped with the package
 
-# Caps on what an untrusted checkpoint may make colorgan read or allocate. Config values have their
-# own table, `CONFIG_LIMITS` in models.py.
-# A colorgan config.json is ~200 bytes; 1 MiB leaves room for any future field and still bounds
-# what json.load may parse.
-MAX_CONFIG_BYTES = 1 << 20
-# The safetensors header takes ~120 bytes per tensor: a few thousand tensors (the largest timm
-# encoders) need well under 1 MiB; 16 MiB bounds the JSON parse (safetensors itself allows 100 MB).
-MAX_HEADER_BYTES = 16 << 20
-# 400 M parameters (1.6 GB in fp32, twice that while loading) is ~100x the starter model and more
-# than a ConvNeXt-L encoder with a wide decoder; pass `max_parameters` to load a larger model.
-DEFAULT_MAX_PARAMETERS = 400_000_000
 # bytes per element of the dtypes a colorgan checkpoint may hold; any other dtype (bool, fp8,
 # complex...) is refused. Floats for parameters, integers for counters (BatchNorm's num_batches_tracked).
 FLOAT_DTYPES = {"F16": 2, "BF16": 2, "F32": 4, "F64": 8}
@@ -62,6 +59,28 @@ MAX_EXAMPLES = 3  # keys named per kind of mismatch in an error message
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be loaded: missing, pickle-only, unsafe or not matching its model."""
+
+
+def model_source(path_or_repo_id: str | os.PathLike | None) -> str:
+    """Where to load a model from: a local folder or a Hub repo id, as a string.
+
+    "user/repo" is a Hub id (even where os.sep is "/"); "/abs", "./rel", "a/b/c" and "a\\b" are
+    folders, which must exist (a typo in a path must not become a Hub download). None is the
+    starter model shipped with the package.
+
+    Raises:
+        CheckpointError: a folder that does not exist, or no starter model in this install.
+    """
+    if path_or_repo_id is None:
+        if not STARTER_MODEL.is_dir():
+            raise CheckpointError("no starter checkpoint is bundled with this install; pass a model folder or repo id")
+        return str(STARTER_MODEL)
+    source = str(path_or_repo_id)
+    looks_local = os.path.isabs(source) or source.startswith(".") or source.count("/") > 1
+    looks_local = looks_local or (os.sep != "/" and os.sep in source)
+    if looks_local and not os.path.isdir(source):
+        raise CheckpointError(f"{source}: no such model folder")
+    return source
 
 
 # ----------------------------------------------------------------------------- config limits

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .color import rgb_to_lab
-from .imaging import IMAGE_SUFFIXES, ImageError, open_image
+from .imaging import ImageError, image_files, open_image
 
 # Preset name -> (Hub dataset id, image column)
 PRESETS = {
@@ -42,7 +42,7 @@ def _local_image_files(folder: Path, split: str) -> list[str]:
         if split != "train":
             raise ValueError(f"{folder} has no {split} subfolder")
         roots = [folder]
-    files = sorted(str(p) for root in roots for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(str(path) for root in roots for path in image_files(root, recursive=True))
     if not files:
         raise ValueError(f"{folder}: no images found for split {split!r}")
     return files

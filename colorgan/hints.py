@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import NamedTuple, Union
 
 import numpy as np
 import torch
@@ -23,6 +23,15 @@ class Hint(NamedTuple):
     x: float
     y: float
     color: tuple[int, int, int]  # sRGB 0-255; only its chroma (ab) is used, L comes from the photo
+
+
+# what every colorize call takes as hints: points `(x, y, (r, g, b))`, a painted RGBA layer, or none
+HintInput = Union[Sequence[Union[Hint, tuple]], Image.Image, None]
+
+
+def has_hints(hints: HintInput) -> bool:
+    """Whether `hints` gives any: a layer always does, a list when it is not empty."""
+    return hints is not None and (isinstance(hints, Image.Image) or len(hints) > 0)
 
 
 def _check_colour(color) -> tuple[int, int, int]:
@@ -154,3 +163,25 @@ def sample_training_hints(
             mask[index, :, patch[0], patch[1]] = 1.0
     return hint_ab, mask
 
+
+def sample_hints(truth: torch.Tensor, count: int, generator: torch.Generator, radius: int = 1) -> list[Hint]:
+    """`count` hint points at random pixels, each coloured like the ground truth around it.
+
+    Args:
+        truth: (1, 3, H, W) ground-truth RGB float in [0, 1].
+        count: number of points.
+        generator: the random source (seed it for repeatable hints).
+        radius: the colour is the mean of the (2 radius + 1)^2 patch around the point (clipped to the image).
+
+    Returns:
+        `Hint(x, y, (r, g, b))` points at pixel centres, in the image's pixel coordinates.
+    """
+    height, width = truth.shape[-2:]
+    columns = torch.randint(0, width, (count,), generator=generator).tolist()
+    rows = torch.randint(0, height, (count,), generator=generator).tolist()
+    points = []
+    for column, row in zip(columns, rows):
+        patch = truth[0, :, max(row - radius, 0) : row + radius + 1, max(column - radius, 0) : column + radius + 1]
+        red, green, blue = (patch.float().mean(dim=(1, 2)) * 255).round().to(torch.uint8).tolist()
+        points.append(Hint(column + 0.5, row + 0.5, (red, green, blue)))
+    return points

@@ -1,11 +1,11 @@
-"""Publishing to the Hugging Face Hub: the model card, `push_to_hub` and `colorgan push`.
+"""Publishing a model folder to the Hugging Face Hub, loading its discriminator, exporting its ONNX files.
 
 A model folder, as `train_accelerate.py` writes it and `push_to_hub` uploads it:
 
     model.safetensors                    the (EMA) generator, from `UNetGenerator.save_pretrained`
     config.json                          its constructor arguments
-    README.md                            the model card (rendered here unless it is your own)
-    training_facts.json                  what the card says about the run (schema: `CardFacts`)
+    README.md                            the model card (rendered by `hub_card` unless it is your own)
+    training_facts.json                  what the card says about the run (schema: `hub_card.CardFacts`)
     sample_grid.png                      before/after grid (any name, given by `CardFacts.sample_grid`)
     discriminator/model.safetensors      the PatchGAN, for fine-tuning
     discriminator/config.json
@@ -13,476 +13,33 @@ A model folder, as `train_accelerate.py` writes it and `push_to_hub` uploads it:
 
 Nothing else is uploaded: optimizer states, checkpoints, logs and pickle weights stay local.
 
-`training_facts.json` holds one JSON object. train_accelerate.py writes the run's keys; held-out
-evaluations (`colorgan eval`) and the rest can be added by hand or with `write_model_card(folder,
-repo_id, facts)`. Every key is optional:
-
-    args                the run's arguments, `vars(args)` of train_accelerate.py (dataset, split,
-                        resolution, batch_size, gradient_accumulation_steps, max_steps, pretrain_steps,
-                        gan_loss, lambda_l1, learning_rate, encoder, mixed_precision, ema_decay,
-                        hint_prob, seed, init_from, val_split, val_count...)
-    steps, pretrain_steps, gan_steps
-                        optimizer steps run: in total, L1-only warm-up, adversarial
-    images_seen         training images processed
-    skipped             training images skipped, by reason: {"undecodable": n, "tiny": n, "grayscale": n}
-    wall_time_seconds   training wall time
-    num_processes       processes (devices) of the run
-    hardware            e.g. "NVIDIA H100 80GB HBM3" or "2 CPU cores"
-    val_metrics         the last validation during training (centre crops at the training resolution):
-                        {"val/psnr": .., "val/ssim": .., "val/colorfulness": .., "val/colorfulness_truth": ..}
-    evaluations         held-out evaluations of full photos, e.g. by `colorgan eval`: a list of
-                        {"dataset": what it was measured on, "metrics": {"psnr": .., "ssim": ..,
-                        "colorfulness": .., "colorfulness_gap": .., "ab_auc": ..}, "dataset_id": its Hub
-                        id if any, "split", "num_images", "hints": colour hints given (0 = automatic),
-                        "compared_with": set on rows that score another model the same way, e.g. a
-                        reference recipe trained for the same time (shown in the table, not in the
-                        card's model-index metadata)}
-    datasets            Hub dataset ids trained on (card metadata); by default args["dataset"] when it
-                        is a preset or a Hub id
-    base_model          the Hub repo this run fine-tuned; by default args["init_from"] when it is a Hub id
-    sample_grid         the before/after grid, relative to the folder; by default sample_grid.png, else
-                        the latest samples/step-*.png
-    colorgan_version    the package version that trained it
 """
 from __future__ import annotations
 
-import argparse
 import glob
-import json
-import math
 import os
-import re
-import sys
-from dataclasses import asdict, dataclass, field, fields
-from importlib.resources import files as package_files
-from pathlib import Path, PurePosixPath
-from typing import Any
+from pathlib import Path
 
-import jinja2
-from huggingface_hub import EvalResult, HfApi, ModelCard, ModelCardData, constants, snapshot_download
-from huggingface_hub.errors import HfHubHTTPError
-from safetensors import safe_open
+from huggingface_hub import HfApi, snapshot_download
+
+from hub_card.card import CARD_NAME, CardFacts, is_generated_card, sample_grid_name, write_model_card
 
 from .checkpoint import (
-    DEFAULT_MAX_PARAMETERS,
+    CONFIG_NAME,
+    DISCRIMINATOR_FOLDER,
+    FACTS_NAME,
+    ONNX_INT8_NAME,
+    ONNX_NAME,
     WEIGHTS_NAME,
     CheckpointError,
     hub_errors_as_checkpoint_errors,
     resolve_weights_file,
 )
-from .data import PRESETS
-from .models import HUB_METADATA, PatchDiscriminator
-
-CONFIG_NAME = constants.CONFIG_NAME  # "config.json"
-CARD_NAME = constants.REPOCARD_NAME  # "README.md"
-FACTS_NAME = "training_facts.json"
-DEFAULT_SAMPLE_GRID = "sample_grid.png"
-TRAINING_SAMPLES = "samples/step-*.png"  # the grids train_accelerate.py saves at each validation
-DISCRIMINATOR_FOLDER = "discriminator"
-CARD_TEMPLATE = "model_card.md.j2"
-GENERATED_CARD_MARKER = "<!-- Generated by colorgan.hub"
-# huggingface_hub's placeholder card, which `save_pretrained` writes when a folder has no README.md
-MIXIN_CARD_SIGNATURE = "This model has been pushed to the Hub using the [PytorchModelHubMixin]"
-BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
-
-
-@dataclass(frozen=True)
-class Metric:
-    label: str
-    description: str
-    format: str
-
-
-# metric keys as `colorgan eval` reports them
-METRICS = {
-    "psnr": Metric(
-        "PSNR (dB)",
-        "peak signal-to-noise ratio of the RGB output against the original photo; higher is closer.",
-        "{:.2f}",
-    ),
-    "ssim": Metric("SSIM", "structural similarity of the RGB output and the original (1 = identical).", "{:.4f}"),
-    "colorfulness": Metric(
-        "Colourfulness",
-        "Hasler & Süsstrunk's colourfulness of the output on the 0-255 scale (0 = gray, ~33 moderately colourful).",
-        "{:.1f}",
-    ),
-    "colorfulness_truth": Metric("Original colourfulness", "the same measure on the original photos.", "{:.1f}"),
-    "colorfulness_difference": Metric(
-        "Colourfulness difference",
-        "output minus original colourfulness; negative means washed out.",
-        "{:+.1f}",
-    ),
-    "colorfulness_gap": Metric(
-        "Colourfulness gap",
-        "absolute difference between the output's and the original's colourfulness; lower is better.",
-        "{:.1f}",
-    ),
-    "ab_auc": Metric(
-        "ab AuC",
-        "area under the curve of pixels within an ab-error threshold, 0-150 (Zhang et al. 2016); higher is better.",
-        "{:.4f}",
-    ),
-}
-HUB_ID = re.compile(r"[\w.-]+/[\w.-]+")
-
-
-@dataclass
-class Evaluation:
-    """One evaluation of the model: its metrics and what they were measured on."""
-
-    dataset: str
-    metrics: dict[str, float]
-    dataset_id: str | None = None
-    split: str | None = None
-    num_images: int | None = None
-    hints: int = 0
-    during_training: bool = False  # the training run's own validation, not a held-out evaluation
-    compared_with: str | None = None  # another model measured the same way (e.g. a reference recipe), not this one
-
-
-@dataclass
-class CardFacts:
-    """What is known about a trained model; the schema of `training_facts.json` (see the module doc)."""
-
-    args: dict[str, Any] = field(default_factory=dict)
-    steps: int | None = None
-    pretrain_steps: int | None = None
-    gan_steps: int | None = None
-    images_seen: int | None = None
-    skipped: dict[str, int] = field(default_factory=dict)
-    wall_time_seconds: float | None = None
-    num_processes: int | None = None
-    hardware: str | None = None
-    val_metrics: dict[str, float] = field(default_factory=dict)
-    evaluations: list[Evaluation] = field(default_factory=list)
-    datasets: list[str] = field(default_factory=list)
-    base_model: str | None = None
-    sample_grid: str | None = None
-    colorgan_version: str | None = None
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> CardFacts:
-        """Build from a JSON object, refusing unknown keys (a typo would silently drop a fact)."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown keys in {FACTS_NAME}: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
-        values = dict(data)
-        values["evaluations"] = [Evaluation(**item) for item in data.get("evaluations") or []]
-        return cls(**values)
-
-    @classmethod
-    def load(cls, model_dir: str | os.PathLike) -> CardFacts:
-        """The folder's `training_facts.json`, or empty facts when it has none."""
-        path = Path(model_dir) / FACTS_NAME
-        if not path.is_file():
-            return cls()
-        try:
-            return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except (json.JSONDecodeError, TypeError) as error:
-            raise ValueError(f"{path} is not a valid {FACTS_NAME}: {error}") from None
-
-    def save(self, model_dir: str | os.PathLike) -> Path:
-        """Write `training_facts.json` into `model_dir`."""
-        path = Path(model_dir) / FACTS_NAME
-        path.write_text(json.dumps(asdict(self), indent=2, default=str) + "\n", encoding="utf-8")
-        return path
-
-
-def _as_facts(facts: CardFacts | dict[str, Any] | None) -> CardFacts:
-    if facts is None:
-        return CardFacts()
-    return facts if isinstance(facts, CardFacts) else CardFacts.from_dict(facts)
-
-
-def _format_duration(seconds: float | None) -> str | None:
-    if seconds is None:
-        return None
-    minutes = round(seconds / 60)
-    if seconds < 60:
-        return f"{seconds:.0f} s"
-    if minutes < 60:
-        return f"{minutes} min"
-    return f"{minutes // 60} h {minutes % 60:02d} min"
-
-
-def _format_count(count: float) -> str:
-    for unit, scale in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
-        if count >= scale:
-            return f"{count / scale:.1f} {unit}"
-    return str(int(count))
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "photos"
-
-
-def _as_hub_id(name: str | None) -> str | None:
-    """`name` as a Hub id when it is one (or a dataset preset), None for local paths."""
-    if not name:
-        return None
-    if name in PRESETS:
-        return PRESETS[name][0]
-    return name if HUB_ID.fullmatch(name) and not Path(name).exists() else None
-
-
-def _hub_datasets(facts: CardFacts) -> list[str]:
-    return facts.datasets or [d for d in [_as_hub_id(facts.args.get("dataset"))] if d]
-
-
-def _base_model(facts: CardFacts) -> str | None:
-    return facts.base_model or _as_hub_id(facts.args.get("init_from"))
-
-
-def _steps_per_phase(facts: CardFacts) -> str | None:
-    args = facts.args
-    warmup, adversarial = facts.pretrain_steps, facts.gan_steps
-    if warmup is None and args.get("pretrain_steps") is not None and args.get("max_steps") is not None:
-        warmup = min(int(args["pretrain_steps"]), int(args["max_steps"]))  # as planned: --max-steps counts both
-        adversarial = int(args["max_steps"]) - warmup
-    if warmup is None:
-        return None
-    return f"{warmup:,} L1 warm-up + {adversarial or 0:,} adversarial (GAN + λ·L1)"
-
-
-def _batch(facts: CardFacts) -> str | None:
-    args = facts.args
-    if not args.get("batch_size"):
-        return None
-    processes, accumulation = int(facts.num_processes or 1), int(args.get("gradient_accumulation_steps") or 1)
-    text = f"{args['batch_size']} per device"
-    if processes > 1:
-        text += f" × {processes} processes"
-    if accumulation > 1:
-        text += f" × {accumulation} accumulation steps"
-    if processes > 1 or accumulation > 1:
-        text += f" = {args['batch_size'] * processes * accumulation} per step"
-    return text
-
-
-def _training_details(facts: CardFacts, encoder: str | None) -> list[tuple[str, str]]:
-    """(label, value) rows of the card's training table, from whatever the run recorded."""
-    args = facts.args
-    rows: list[tuple[str, str]] = []
-
-    def add(label: str, value: Any) -> None:
-        if value not in (None, "", [], {}):
-            rows.append((label, str(value)))
-
-    data = f"`{args['dataset']}`" if args.get("dataset") else ", ".join(f"`{d}`" for d in facts.datasets)
-    if data and args.get("split"):
-        data += f" (split `{args['split']}`)"
-    add("Data", data)
-    if facts.skipped:
-        add("Images skipped", ", ".join(f"{count:,} {reason}" for reason, count in facts.skipped.items()))
-    if args.get("resolution"):
-        add("Resolution", f"{args['resolution']}×{args['resolution']} random crops")
-    add("Steps per phase", _steps_per_phase(facts))
-    add("Batch", _batch(facts))
-    add("λ (L1 weight)", args.get("lambda_l1"))
-    add("GAN loss", args.get("gan_loss"))
-    if args.get("learning_rate"):
-        betas = (args.get("adam_beta1", 0.5), args.get("adam_beta2", 0.999))
-        add("Optimizer", f"Adam, learning rate {args['learning_rate']}, betas ({betas[0]}, {betas[1]})")
-    if encoder:
-        add("Encoder", f"`{encoder}`" + (", from ImageNet weights" if args.get("pretrained_encoder") else ""))
-    precision = args.get("mixed_precision")
-    add("Precision", "fp32" if precision == "no" else precision)
-    add("EMA decay", args.get("ema_decay"))
-    add("Hint probability", args.get("hint_prob"))
-    add("Seed", args.get("seed"))
-    add("Hardware", facts.hardware)
-    add("Wall time", _format_duration(facts.wall_time_seconds))
-    add("Images seen", f"{facts.images_seen:,}" if facts.images_seen is not None else None)
-    add("colorgan version", facts.colorgan_version)
-    return rows
-
-
-def _all_evaluations(facts: CardFacts) -> list[Evaluation]:
-    """The held-out evaluations, then the training run's last validation."""
-    if not facts.val_metrics:
-        return list(facts.evaluations)
-    args = facts.args
-    dataset = str(args.get("val_dataset") or args.get("dataset") or "validation images")
-    validation = Evaluation(
-        dataset=dataset,
-        metrics={key.removeprefix("val/"): value for key, value in facts.val_metrics.items()},
-        dataset_id=_as_hub_id(dataset),
-        split=args.get("val_split") or "held-out",
-        num_images=None if args.get("val_split") else args.get("val_count"),
-        during_training=True,
-    )
-    return [*facts.evaluations, validation]
-
-
-def _metric(key: str) -> Metric:
-    return METRICS.get(key, Metric(key, "", "{:.4g}"))
-
-
-def _eval_results(facts: CardFacts, model_name: str) -> list[EvalResult]:
-    results = []
-    for evaluation in _all_evaluations(facts):
-        if evaluation.compared_with:  # another model's score: only this model's results are metadata
-            continue
-        for key, value in evaluation.metrics.items():
-            name = _metric(key).label + (f" ({evaluation.hints} hints)" if evaluation.hints else "")
-            results.append(
-                EvalResult(
-                    task_type="image-to-image",
-                    task_name="Image colorization",
-                    dataset_type=evaluation.dataset_id or _slug(evaluation.dataset),
-                    dataset_name=evaluation.dataset,
-                    dataset_split=evaluation.split,
-                    metric_type=key,
-                    metric_name=name,
-                    metric_value=round(float(value), 4),
-                    metric_args={"hints": evaluation.hints} if evaluation.hints else None,
-                )
-            )
-    return results
-
-
-def _evaluation_table(facts: CardFacts) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
-    """(metric columns, rows) of the card's results table; columns in METRICS order, then any others."""
-    evaluations = _all_evaluations(facts)
-    keys = [key for key in METRICS if any(key in e.metrics for e in evaluations)]
-    keys += sorted({key for e in evaluations for key in e.metrics} - set(keys))
-    columns = [{"label": _metric(key).label, "description": _metric(key).description} for key in keys]
-    rows = []
-    for evaluation in evaluations:
-        cells = [
-            _metric(key).format.format(evaluation.metrics[key]) if key in evaluation.metrics else "–" for key in keys
-        ]
-        mark = " †" if evaluation.during_training else ""
-        rows.append(
-            {
-                "model": evaluation.compared_with or "this model",
-                "dataset": f"`{evaluation.dataset_id or evaluation.dataset}`{mark}",
-                "split": evaluation.split or "–",
-                "num_images": evaluation.num_images if evaluation.num_images is not None else "–",
-                "hints": evaluation.hints,
-                "cells": cells,
-            }
-        )
-    return columns, rows
-
-
-def _weights_summary(model_dir: Path | None) -> tuple[str | None, str | None]:
-    """(parameter count, file size) of the folder's weights, read from the safetensors header only."""
-    path = model_dir / WEIGHTS_NAME if model_dir else None
-    if path is None or not path.is_file():
-        return None, None
-    with safe_open(str(path), framework="pt") as weights:
-        count = sum(
-            math.prod(weights.get_slice(key).get_shape()) for key in weights.keys() if not key.endswith(BUFFER_SUFFIXES)
-        )
-    return _format_count(count), f"{path.stat().st_size / 2**20:.1f} MB"
-
-
-def _sample_grid_name(model_dir: Path | None, facts: CardFacts) -> str | None:
-    """The before/after grid's path relative to the folder (POSIX), or None."""
-    if facts.sample_grid is not None:
-        name = PurePosixPath(facts.sample_grid)
-        if name.is_absolute() or ".." in name.parts:
-            raise ValueError(f"sample_grid must be a path inside the model folder, got {facts.sample_grid!r}")
-        if model_dir is not None and not (model_dir / name).is_file():
-            raise ValueError(f"{FACTS_NAME} names the sample grid {facts.sample_grid}, which is not in {model_dir}")
-        return str(name)
-    if model_dir is None:
-        return None
-    if (model_dir / DEFAULT_SAMPLE_GRID).is_file():
-        return DEFAULT_SAMPLE_GRID
-    latest = sorted(model_dir.glob(TRAINING_SAMPLES))[-1:]  # step numbers are zero-padded
-    return latest[0].relative_to(model_dir).as_posix() if latest else None
-
-
-def render_model_card(
-    facts: CardFacts | dict[str, Any] | None, repo_id: str, *, model_dir: str | os.PathLike | None = None
-) -> str:
-    """Render the model card (README.md text) from the `hub_card/` template.
-
-    Args:
-        facts: what is known about the run (`CardFacts` or its dict form); every fact is optional.
-        repo_id: the Hub repo the card is for; it names the model and goes into the usage snippet.
-        model_dir: the model folder, if any: its config.json, weights size, sample grid and
-            discriminator are described too.
-
-    Returns:
-        The card, YAML metadata block first; it parses with `huggingface_hub.ModelCard`.
-    """
-    facts = _as_facts(facts)
-    model_dir = Path(model_dir) if model_dir is not None else None
-    config_path = model_dir / CONFIG_NAME if model_dir else None
-    config = json.loads(config_path.read_text(encoding="utf-8")) if config_path and config_path.is_file() else {}
-    model_name = repo_id.split("/")[-1]
-    encoder = facts.args.get("encoder") or config.get("encoder_name")
-    eval_results = _eval_results(facts, model_name)
-    card_data = ModelCardData(
-        library_name=HUB_METADATA["library_name"],
-        license=HUB_METADATA["license"],
-        pipeline_tag=HUB_METADATA["pipeline_tag"],
-        tags=list(dict.fromkeys([*HUB_METADATA["tags"], "image-colorization", "cielab"])),
-        datasets=_hub_datasets(facts) or None,
-        base_model=_base_model(facts),
-        base_model_relation="finetune" if _base_model(facts) else None,
-        model_name=model_name if eval_results else None,  # names the model-index entry
-        eval_results=eval_results or None,
-    )
-    metric_columns, evaluation_rows = _evaluation_table(facts)
-    num_parameters, weights_size = _weights_summary(model_dir)
-    trained_on = _hub_datasets(facts) or [str(name) for name in [facts.args.get("dataset")] if name]
-    template = jinja2.Environment(
-        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True
-    ).from_string(package_files("hub_card").joinpath(CARD_TEMPLATE).read_text(encoding="utf-8"))
-    content = template.render(
-        card_data=card_data.to_yaml(),
-        generated_marker=f"{GENERATED_CARD_MARKER} from {FACTS_NAME}; it is re-rendered on every push."
-        " Delete this line to keep your own edits. -->",
-        model_name=model_name,
-        repo_id=repo_id,
-        code_url=HUB_METADATA["repo_url"],
-        encoder=encoder,
-        base_model=_base_model(facts),
-        num_parameters=num_parameters,
-        weights_size=weights_size,
-        has_discriminator=bool(model_dir and (model_dir / DISCRIMINATOR_FOLDER / WEIGHTS_NAME).is_file()),
-        evaluations=evaluation_rows,
-        has_training_validation=bool(facts.val_metrics),
-        metric_columns=metric_columns,
-        sample_grid=_sample_grid_name(model_dir, facts),
-        training_details=_training_details(facts, encoder),
-        args_json=json.dumps(facts.args, indent=2, sort_keys=True, default=str) if facts.args else None,
-        data_description=", ".join(f"`{name}`" for name in trained_on) or "not recorded for this model",
-    )
-    ModelCard(content)  # fail here, not on the Hub, if the metadata does not parse
-    return content
-
-
-def write_model_card(
-    model_dir: str | os.PathLike, repo_id: str, facts: CardFacts | dict[str, Any] | None = None
-) -> Path:
-    """Render the card for `model_dir` and write it as its README.md.
-
-    Args:
-        model_dir: the model folder.
-        repo_id: the Hub repo the card is for.
-        facts: the run's facts; given, they are also saved as the folder's `training_facts.json`
-            (so later pushes re-render the same card); by default that file is read.
-
-    Returns:
-        The path of the written README.md.
-    """
-    model_dir = Path(model_dir)
-    if facts is not None:
-        _as_facts(facts).save(model_dir)
-    content = render_model_card(CardFacts.load(model_dir), repo_id, model_dir=model_dir)
-    path = model_dir / CARD_NAME
-    path.write_text(content, encoding="utf-8")
-    return path
-
-
-def _is_generated_card(text: str) -> bool:
-    return GENERATED_CARD_MARKER in text or MIXIN_CARD_SIGNATURE in text
+from .imaging import ImageError, list_images
+from .limits import DEFAULT_MAX_PARAMETERS
+from .models import PatchDiscriminator
+from .onnx_export import CALIBRATION_IMAGES, calibration_inputs, export_int8, export_onnx
+from .pipeline import Colorizer
 
 
 def _validate_model_folder(model_dir: Path) -> list[str]:
@@ -492,8 +49,6 @@ def _validate_model_folder(model_dir: Path) -> list[str]:
         CheckpointError: no folder, no safetensors weights (pickle ones are refused), no config.json,
             or weights that do not match their config.
     """
-    from .pipeline import Colorizer
-
     if not model_dir.is_dir():
         raise CheckpointError(f"{model_dir}: no such model folder")
     resolve_weights_file(str(model_dir))  # refuses pickle-only folders without reading them
@@ -507,7 +62,7 @@ def _validate_model_folder(model_dir: Path) -> list[str]:
         uploads += [f"{DISCRIMINATOR_FOLDER}/{WEIGHTS_NAME}", f"{DISCRIMINATOR_FOLDER}/{CONFIG_NAME}"]
     if (model_dir / FACTS_NAME).is_file():
         uploads.append(FACTS_NAME)
-    sample_grid = _sample_grid_name(model_dir, CardFacts.load(model_dir))
+    sample_grid = sample_grid_name(model_dir, CardFacts.load(model_dir))
     if sample_grid:
         uploads.append(sample_grid)
     return uploads
@@ -524,6 +79,7 @@ def push_to_hub(
     onnx: bool = False,
     quantize: bool = False,
     calibration: str | os.PathLike | None = None,
+    calibration_count: int | None = None,
 ):
     """Upload a model folder to a Hub model repo (created if needed); pushing again updates it.
 
@@ -543,6 +99,7 @@ def push_to_hub(
         onnx: export the generator to `model.onnx` (fp32) and upload it, for `backend="onnx"`.
         quantize: with `onnx`, also export static int8 `model_int8.onnx`, calibrated on `calibration`.
         calibration: folder of photos to calibrate int8 on.
+        calibration_count: how many of its photos (sorted by name) to use; by default CALIBRATION_IMAGES.
 
     Returns:
         The `huggingface_hub.CommitInfo` of the commit: a str (the commit URL) with `.oid`.
@@ -556,19 +113,17 @@ def push_to_hub(
     if quantize and not onnx:
         raise ValueError("quantize needs onnx: the int8 graph is uploaded beside the fp32 one")
     if onnx:
-        from .onnx_backend import ONNX_INT8_NAME, ONNX_NAME, export_model_folder_files
-
         if quantize:  # the int8 graph is quantized from the fp32 export, kept as model.onnx
-            export_model_folder_files(
+            export_model_files(
                 str(model_dir), model_dir / ONNX_INT8_NAME, quantize=True, calibration=calibration,
-                fp32_destination=model_dir / ONNX_NAME,
+                calibration_count=calibration_count, fp32_destination=model_dir / ONNX_NAME,
             )
             uploads.append(ONNX_INT8_NAME)
         else:
-            export_model_folder_files(str(model_dir), model_dir / ONNX_NAME)
+            export_model_files(str(model_dir), model_dir / ONNX_NAME)
         uploads.append(ONNX_NAME)
     readme = model_dir / CARD_NAME
-    if not readme.is_file() or _is_generated_card(readme.read_text(encoding="utf-8")):
+    if not readme.is_file() or is_generated_card(readme.read_text(encoding="utf-8")):
         write_model_card(model_dir, repo_id)
     uploads.append(CARD_NAME)
     api = HfApi(token=token)
@@ -627,53 +182,39 @@ def load_discriminator(
     return PatchDiscriminator.from_pretrained(folder, max_parameters=max_parameters)  # checked before it is built
 
 
-def run_push(args: argparse.Namespace) -> int:
-    try:
-        commit = push_to_hub(
-            args.model_dir,
-            args.repo_id,
-            private=args.private,
-            token=args.token,
-            commit_message=args.message,
-            revision=args.revision,
-            onnx=args.onnx,
-            quantize=args.quantize,
-            calibration=args.calibration,
-        )
-    except (ValueError, OSError, HfHubHTTPError) as error:  # CheckpointError is a ValueError
-        print(f"error: {str(error).strip().splitlines()[0]}", file=sys.stderr)
-        return 2
-    except Exception as error:
-        # connection errors are the HTTP library's own: httpx's under huggingface_hub 1.x, httpx2's under 2.x
-        if not type(error).__module__.startswith("httpx"):
-            raise
-        print(f"error: could not reach the Hub ({type(error).__name__}: {error})", file=sys.stderr)
-        return 2
-    print(f"pushed {args.model_dir} to {args.repo_id}", file=sys.stderr)
-    print(commit)
-    return 0
+def export_model_files(
+    source: str,
+    destination: str | os.PathLike,
+    *,
+    quantize: bool = False,
+    calibration: str | os.PathLike | None = None,
+    calibration_count: int | None = None,
+    fp32_destination: str | os.PathLike | None = None,
+) -> Path:
+    """Export a model folder or Hub repo's generator to `destination` (fp32, or int8 with `quantize`).
 
+    Args:
+        source: model folder or Hub repo id.
+        destination: the `.onnx` file to write.
+        quantize: write static int8, calibrated on photos of `calibration`.
+        calibration: folder of photos (needed with `quantize`).
+        calibration_count: how many of its photos (sorted by name) to use; by default CALIBRATION_IMAGES.
+        fp32_destination: with `quantize`, also write the fp32 graph here (one model load for both).
 
-def add_push_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "push",
-        help="upload a model folder (weights, config, card, sample grid, discriminator) to a Hub repo",
-        description="Upload a model folder to a Hugging Face Hub model repo, creating it if needed;"
-        " pushing again updates it. Only model.safetensors, config.json, README.md, training_facts.json,"
-        " the sample grid and discriminator/ are uploaded; the card is rendered from training_facts.json"
-        " unless the folder has a README.md of its own.",
-    )
-    parser.add_argument("model_dir", help="model folder, as written by train_accelerate.py or save_pretrained")
-    parser.add_argument("repo_id", help="Hub repo id: user/name or org/name")
-    parser.add_argument("--private", action="store_true", help="create the repo private")
-    parser.add_argument("--token", help="Hub token with write access (default: the logged-in one or HF_TOKEN)")
-    parser.add_argument("--message", default="Upload colorgan model", help="commit message")
-    parser.add_argument("--revision", help="branch to push to, created if missing (default: main)")
-    parser.add_argument(
-        "--onnx", action="store_true", help="also export and upload model.onnx, for ONNX Runtime (backend='onnx')"
-    )
-    parser.add_argument(
-        "--quantize", action="store_true", help="with --onnx, also export and upload int8 model_int8.onnx"
-    )
-    parser.add_argument("--calibration", help="folder of photos to calibrate --quantize on")
-    parser.set_defaults(handler=run_push)
+    Raises:
+        CheckpointError: the model cannot be loaded; ValueError: no calibration photos.
+    """
+    photos = []
+    if quantize:  # checked before the model is loaded or anything is written
+        if not calibration:
+            raise ValueError("--quantize needs calibration photos: no --calibration folder given")
+        try:
+            photos = list_images(calibration)[: calibration_count or CALIBRATION_IMAGES]
+        except ImageError as error:
+            raise ValueError(f"--quantize needs calibration photos: {error}") from None
+    colorizer = Colorizer.from_pretrained(source, device="cpu")
+    if not quantize:
+        return export_onnx(colorizer.generator, destination)
+    if fp32_destination is not None:
+        export_onnx(colorizer.generator, fp32_destination)
+    return export_int8(colorizer.generator, destination, calibration_inputs(colorizer, photos))

@@ -1,4 +1,4 @@
-"""Reading images safely and turning any PIL mode into an RGB tensor plus optional alpha."""
+"""Reading images safely, finding them in folders, and turning any PIL mode into an RGB tensor plus optional alpha."""
 from __future__ import annotations
 
 import io
@@ -13,14 +13,39 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-# The largest image colorgan opens: 100 MP is a 12000x8000 scan; above that, decoding
-# alone would take gigabytes. PIL's own bomb check warns at 89 MP and refuses at 179 MP.
-MAX_PIXELS = 100_000_000
+from .limits import MAX_PIXELS
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
 
 
 class ImageError(ValueError):
     """An input that is not a usable image; the message is one line naming the problem."""
+
+
+def image_files(folder: str | os.PathLike, *, recursive: bool = False) -> list[Path]:
+    """The image files (by suffix) in a folder, sorted; none when there are none.
+
+    Args:
+        folder: the folder to look in.
+        recursive: also look in its subfolders, at any depth.
+    """
+    candidates = Path(folder).rglob("*") if recursive else Path(folder).iterdir()
+    return sorted(path for path in candidates if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file())
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """The image files directly inside a folder, sorted by name; there must be some.
+
+    Raises:
+        ImageError: the folder does not exist or holds no image files.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ImageError(f"{folder}: no such folder")
+    paths = image_files(folder)
+    if not paths:
+        raise ImageError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder")
+    return paths
 
 
 def open_image(

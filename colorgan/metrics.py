@@ -12,6 +12,8 @@ off: bf16 SSIM statistics are far too coarse) and return one value per image, (B
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -22,6 +24,69 @@ MAX_PSNR = 100.0  # dB reported for identical images instead of inf
 SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 SSIM_K1, SSIM_K2 = 0.01, 0.03
+
+
+@dataclass(frozen=True)
+class MetricInfo:
+    """How reports and model cards name, explain and print one score.
+
+    Args:
+        label: its name in prose and on the model card.
+        column: its (short) column title in an evaluation report's tables; ↑ or ↓ says which way is better.
+        description: what it measures, one sentence.
+        format: how its values are printed.
+    """
+
+    label: str
+    column: str
+    description: str
+    format: str
+
+
+# The scores of an evaluation (`colorgan eval`, `colorgan.evaluation.photos.ImageScores`), in table order
+METRICS = {
+    "psnr": MetricInfo(
+        "PSNR (dB)",
+        "PSNR (dB) ↑",
+        "peak signal-to-noise ratio of the RGB output against the original photo (data range 1); higher is closer.",
+        "{:.2f}",
+    ),
+    "ssim": MetricInfo(
+        "SSIM",
+        "SSIM ↑",
+        "structural similarity (Gaussian window 11, σ = 1.5), mean over pixels and RGB channels; 1 is identical.",
+        "{:.4f}",
+    ),
+    "colorfulness": MetricInfo(
+        "Colourfulness",
+        "colourfulness",
+        "Hasler & Süsstrunk 2003's colourfulness of the output on the 0–255 scale"
+        " (0 = gray, ~33 moderately, ~59 quite colourful).",
+        "{:.1f}",
+    ),
+    "colorfulness_truth": MetricInfo(
+        "Original colourfulness", "GT colourfulness", "the same measure on the original photos.", "{:.1f}"
+    ),
+    "colorfulness_difference": MetricInfo(
+        "Colourfulness difference",
+        "out − GT",
+        "output minus original colourfulness; a washed-out (sepia, desaturated) model is far below 0.",
+        "{:+.1f}",
+    ),
+    "colorfulness_gap": MetricInfo(
+        "Colourfulness gap",
+        "gap ↓",
+        "absolute difference between the output's and the original's colourfulness; lower is better.",
+        "{:.1f}",
+    ),
+    "ab_auc": MetricInfo(
+        "ab AuC",
+        "AuC ↑",
+        "Zhang et al. 2016: the fraction of pixels whose ab error is within t, integrated over t = 0…150"
+        " and normalised to 0–1; 1 means every pixel's colour is exact.",
+        "{:.4f}",
+    ),
+}
 
 
 def _check_pair(prediction: torch.Tensor, target: torch.Tensor, channels: int) -> None:

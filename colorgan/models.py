@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import ConfigLimit, StrictHubMixin
+from .limits import RENDER_SIZE
 
 HUB_METADATA = dict(
     library_name="colorgan",
@@ -28,7 +29,6 @@ HUB_METADATA = dict(
 )
 GENERATOR_INPUT_CHANNELS = 4  # L, hint a, hint b, hint mask
 DISCRIMINATOR_NORMS = ("batch", "spectral")  # PatchDiscriminator(norm=...)
-RENDER_SIZE_LIMITS = (16, 4096)  # long sides the generator may run at
 
 
 @functools.cache
@@ -55,7 +55,7 @@ CONFIG_LIMITS = {
     ),
     "dropout": ConfigLimit(float, 0.0, 1.0),  # a probability
     "dropout_blocks": ConfigLimit(int, 0, 8),  # at most one per decoder block
-    "render_size": ConfigLimit(int, *RENDER_SIZE_LIMITS, why="the sizes Colorizer runs at"),
+    "render_size": ConfigLimit(int, RENDER_SIZE.low, RENDER_SIZE.high, why="the sizes Colorizer runs at"),
     # PatchDiscriminator: widths grow to 8x base_channels; 1024 -> 8192 channels is past any PatchGAN
     "base_channels": ConfigLimit(int, 1, 1024),
     "num_layers": ConfigLimit(int, 1, 8),  # 8 stride-2 layers already judge 2302x2302 patches

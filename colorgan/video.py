@@ -22,19 +22,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import av
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from .color import denormalize_l
-from .hints import generator_input
+from .errors import one_line
+from .hints import HintInput, generator_input, has_hints
 from .imaging import DecodedImage, atomic_path
+from .pipeline import Colorizer
 from .temporal import CarriedHints, ColorMemory, Motion, TemporalSettings
-
-if TYPE_CHECKING:
-    from .pipeline import Colorizer, HintInput
 
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv"}  # containers that take H.264 (or MPEG-4) video
 BATCH_SIZE = 8  # frames decoded, predicted and encoded together
@@ -76,11 +75,9 @@ class VideoResult:
         return self.frames / self.seconds if self.seconds > 0 else float("nan")
 
 
-def _one_line(error: BaseException) -> str:
-    # FFmpeg errors: their own text without the file name, which the caller's message already gives
-    text = getattr(error, "strerror", None) or str(error)
-    text = " ".join(str(text).split())
-    return text or type(error).__name__
+def ffmpeg_reason(error: av.error.FFmpegError) -> str:
+    """An FFmpeg error's own text, in one line, without the file name the caller's message already gives."""
+    return one_line(error.strerror or error)
 
 
 @contextmanager
@@ -98,7 +95,7 @@ def open_video(source: str | os.PathLike):
     try:
         container = av.open(str(path), "r")
     except av.error.FFmpegError as error:
-        raise VideoError(f"{path}: not a video file, or a corrupt one ({_one_line(error)})") from None
+        raise VideoError(f"{path}: not a video file, or a corrupt one ({ffmpeg_reason(error)})") from None
     try:
         if not container.streams.video:
             raise VideoError(f"{path}: has no video stream")
@@ -160,9 +157,9 @@ class FrameColorizer:
 
     def __init__(
         self,
-        colorizer: "Colorizer",
+        colorizer: Colorizer,
         *,
-        hints: "HintInput" = None,
+        hints: HintInput = None,
         hint_frame: int = 0,
         saturation: float = 1.0,
         render_size: int | None = None,
@@ -172,8 +169,7 @@ class FrameColorizer:
             raise ValueError(f"hint_frame must be >= 0, got {hint_frame}")
         self.colorizer = colorizer
         self.hints = hints
-        given = hints is not None and (not isinstance(hints, (list, tuple)) or len(hints) > 0)
-        self.hinted_frame = hint_frame if given else None  # the frame the hints are given on, if any
+        self.hinted_frame = hint_frame if has_hints(hints) else None  # the frame the hints are given on, if any
         self.saturation = saturation
         self.render_size = colorizer.default_render_size if render_size is None else render_size
         self.memory = ColorMemory(temporal) if temporal is not None else None
@@ -189,7 +185,7 @@ class FrameColorizer:
     ) -> torch.Tensor:
         # (1, 4, h, w) generator input without hints -> with this frame's (given or carried) hints
         if index == self.hinted_frame:
-            hinted = self.colorizer._generator_input(item, l_full, self.hints, self.render_size)
+            hinted = self.colorizer.generator_input(item, l_full, self.hints, self.render_size)
             if self.memory is not None:
                 threshold = self.memory.settings.hint_threshold
                 self.carried_hints = CarriedHints(hinted[:, 1:3], hinted[:, 3:4], threshold)
@@ -216,24 +212,24 @@ class FrameColorizer:
         rgb = [torch.from_numpy(np.require(frame, requirements="CW")).permute(2, 0, 1)[None] for frame in frames]
         items = [DecodedImage(tensor, None) for tensor in rgb]
         with torch.inference_mode():
-            lightness_maps = [colorizer._full_resolution_lightness(item) for item in items]
+            lightness_maps = [colorizer.full_resolution_lightness(item) for item in items]
             inputs, motions = [], []
             for item, l_full in zip(items, lightness_maps):
-                plain = colorizer._generator_input(item, l_full, None, self.render_size)
+                plain = colorizer.generator_input(item, l_full, None, self.render_size)
                 # flow needs only L*, so the whole batch is tracked before one batched prediction
                 motion = self.memory.track(denormalize_l(plain[:, :1])) if self.memory is not None else None
                 inputs.append(self._with_hints(item, l_full, plain, motion, self.frames_done))
                 # new hints restart the colour there, rather than fading in under the memory's weight
                 motions.append(None if self.frames_done == self.hinted_frame else motion)
                 self.frames_done += 1
-            predictions = colorizer._predict(inputs)
+            predictions = colorizer.predict(inputs)
             outputs = []
             for l_full, ab, frame_input, motion in zip(lightness_maps, predictions, inputs, motions):
                 # as for photos: saturation first, then each (given or carried) hint spread over its region
-                ab = colorizer._propagate(ab * self.saturation, frame_input)
+                ab = colorizer.propagate(ab * self.saturation, frame_input)
                 if self.memory is not None:
                     ab = self.memory.blend(ab, motion)
-                rgb = colorizer._recombine(l_full, ab)  # (1, 3, H, W) uint8
+                rgb = colorizer.recombine(l_full, ab)  # (1, 3, H, W) uint8
                 outputs.append(rgb[0].permute(1, 2, 0).contiguous().numpy())
             return outputs
 
@@ -326,7 +322,7 @@ def _decoded_frames(
                 try:
                     writer.copy(packet)
                 except av.error.FFmpegError as error:  # not the video's fault: say what failed
-                    raise VideoError(f"{name}: cannot carry its audio over ({_one_line(error)})") from None
+                    raise VideoError(f"{name}: cannot carry its audio over ({ffmpeg_reason(error)})") from None
                 continue
             for frame in packet.decode():
                 waiting.append(frame.to_ndarray(format="rgb24"))
@@ -335,17 +331,17 @@ def _decoded_frames(
                 if len(waiting) > REORDER_DEPTH:
                     yield waiting.popleft(), heapq.heappop(stamps) if stamps else None
     except av.error.FFmpegError as error:
-        raise VideoError(f"{name}: corrupt or truncated video ({_one_line(error)})") from None
+        raise VideoError(f"{name}: corrupt or truncated video ({ffmpeg_reason(error)})") from None
     while waiting:
         yield waiting.popleft(), heapq.heappop(stamps) if stamps else None
 
 
 def colorize_video(
-    colorizer: "Colorizer",
+    colorizer: Colorizer,
     src: str | os.PathLike,
     dst: str | os.PathLike,
     *,
-    hints: "HintInput" = None,
+    hints: HintInput = None,
     hint_frame: int = 0,
     saturation: float = 1.0,
     render_size: int | None = None,
@@ -355,20 +351,38 @@ def colorize_video(
 ) -> VideoResult:
     """Colorize a video file into `dst` (MP4, MOV or MKV), keeping size, frames, timing and audio.
 
-    Args are those of `Colorizer.colorize_video`.
+    Colour is carried from frame to frame along the optical flow, so it does not flicker, and the
+    memory is cleared at shot cuts (colorgan/temporal.py). Frames stream in batches; the output is
+    written to a temporary file beside `dst` and renamed when complete.
+
+    Args:
+        colorizer: the loaded model.
+        src: the input video (any container and codec FFmpeg reads).
+        dst: the output, `.mp4`, `.m4v`, `.mov` or `.mkv` (H.264 video, audio copied unchanged).
+        hints: colour hints for frame `hint_frame`, as for a photo (points in the frame's pixel
+            coordinates or an RGBA layer of the frame's size); they follow the motion until a shot cut
+            (with `temporal=None`, only that frame gets them).
+        hint_frame: the index of the frame the hints are given for.
+        saturation: multiplies the predicted chroma.
+        render_size: long side at which the generator runs (default: the model's own).
+        temporal: how strongly colour is carried between frames; None colorizes each frame on its
+            own (for comparison; it flickers).
+        batch_size: frames decoded, predicted and encoded together.
+        progress: show a progress bar with frames per second on stderr.
+
+    Returns:
+        What was written: frames, frame rate, shot cuts and the time taken.
 
     Raises:
         VideoError: unreadable, truncated or frameless input, or an unusable destination (one line).
         ValueError: bad saturation, render size or hints.
     """
-    from tqdm import tqdm
-
     src, dst = Path(src), Path(dst)
     if dst.suffix.lower() not in VIDEO_SUFFIXES:
         raise VideoError(f"{dst}: write to one of {', '.join(sorted(VIDEO_SUFFIXES))}")
     if not dst.parent.is_dir():
         raise VideoError(f"{dst.parent}: no such folder")
-    render_size = colorizer._checked_settings(saturation, render_size)
+    render_size = colorizer.checked_settings(saturation, render_size)
     frame_colorizer = FrameColorizer(
         colorizer, hints=hints, hint_frame=hint_frame, saturation=saturation, render_size=render_size, temporal=temporal
     )
@@ -386,7 +400,7 @@ def colorize_video(
                 output.close()
                 raise
         except av.error.FFmpegError as error:
-            raise VideoError(f"{dst}: cannot write this video ({_one_line(error)})") from None
+            raise VideoError(f"{dst}: cannot write this video ({ffmpeg_reason(error)})") from None
         bar = tqdm(total=declared or None, unit="frame", disable=not progress, file=sys.stderr, desc=src.name)
         written, first_pts = 0, None
         try:
@@ -410,7 +424,7 @@ def colorize_video(
                 raise VideoError(f"hints are for frame {hint_frame} but the video has {written} frames")
             writer.close()
         except av.error.FFmpegError as error:
-            raise VideoError(f"{dst}: cannot encode the video ({_one_line(error)})") from None
+            raise VideoError(f"{dst}: cannot encode the video ({ffmpeg_reason(error)})") from None
         finally:
             bar.close()
             writer.container.close()

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from colorgan.hub import CardFacts, Evaluation, write_model_card
-from colorgan.pipeline import STARTER_MODEL
+from colorgan.checkpoint import STARTER_MODEL
+from hub_card import CardFacts, Evaluation, write_model_card
 
 REPO_ID = "colorgan/colorgan-starter"
 GRID_NAME = "sample_grid.jpg"

@@ -1,4 +1,4 @@
-"""The Gradio app (app.py + colorgan/app_logic.py), driven over HTTP by gradio_client.
+"""The Gradio app (app.py + colorgan/webapp.py), driven over HTTP by gradio_client.
 
 The app is launched in-process on 127.0.0.1 around tiny CPU models: the random tiny generator
 (colourful but meaningless output) and, for the hint test, a tiny generator whose last layers
@@ -127,9 +127,9 @@ def hint_copying_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
     return folder
 
 
-# ----------------------------------------------------------------------------- app_logic, no server
+# ----------------------------------------------------------------------------- webapp, no server
 def test_editor_value_splits_into_photo_and_merged_hint_layer():
-    from colorgan.app_logic import split_editor_value
+    from colorgan.webapp import split_editor_value
 
     background = Image.new("RGBA", (40, 30), (90, 90, 90, 255))
     first, second = Image.new("RGBA", (40, 30)), Image.new("RGBA", (40, 30))
@@ -144,7 +144,7 @@ def test_editor_value_splits_into_photo_and_merged_hint_layer():
 
 
 def test_editor_value_without_strokes_means_automatic_and_real_alpha_is_kept():
-    from colorgan.app_logic import split_editor_value
+    from colorgan.webapp import split_editor_value
 
     background = Image.new("RGBA", (20, 10), (90, 90, 90, 255))
     background.putpixel((0, 0), (90, 90, 90, 0))
@@ -154,7 +154,7 @@ def test_editor_value_without_strokes_means_automatic_and_real_alpha_is_kept():
 
 
 def test_editor_layer_of_canvas_size_is_stretched_onto_the_photo():
-    from colorgan.app_logic import split_editor_value
+    from colorgan.webapp import split_editor_value
 
     layer = Image.new("RGBA", (20, 10))
     ImageDraw.Draw(layer).rectangle([10, 0, 19, 9], fill=(0, 200, 0, 255))  # right half
@@ -166,7 +166,7 @@ def test_editor_layer_of_canvas_size_is_stretched_onto_the_photo():
 @pytest.mark.parametrize("value", [None, {}, {"background": None, "layers": [], "composite": None}])
 def test_editor_value_without_a_photo_is_a_clear_error(value):
     from colorgan import ImageError
-    from colorgan.app_logic import split_editor_value
+    from colorgan.webapp import split_editor_value
 
     with pytest.raises(ImageError, match="no photo"):
         split_editor_value(value)
@@ -174,7 +174,7 @@ def test_editor_value_without_a_photo_is_a_clear_error(value):
 
 def test_colorize_photo_checks_settings_and_hint_size(tiny_model_dir):
     from colorgan import Colorizer, ImageError
-    from colorgan.app_logic import colorize_photo
+    from colorgan.webapp import colorize_photo
 
     colorizer = Colorizer.from_pretrained(tiny_model_dir, device="cpu")
     photo = Image.new("L", (48, 32), 128)
@@ -333,7 +333,9 @@ def test_upload_over_the_file_size_limit_is_refused(client, app_url, app_module,
     import httpx
     from gradio_client import handle_file
 
-    limit = int(app_module.MAX_FILE_SIZE.removesuffix("mb")) * 1024 * 1024
+    from colorgan.limits import APP_MAX_FILE_SIZE
+
+    limit = int(APP_MAX_FILE_SIZE.removesuffix("mb")) * 1024 * 1024
     too_big = tmp_path / "too_big.jpg"
     with open(too_big, "wb") as handle:
         handle.write(photo_path.read_bytes())
@@ -449,7 +451,7 @@ def test_python_app_py_serves_on_gradio_server_port(tiny_model_dir, tmp_path):
 
 # ----------------------------------------------------------------------------- the Video tab
 def make_clip(path: Path, photo_path: Path, size=(96, 64), frames=10, fps=12, audio=True) -> Path:
-    from colorgan.video_eval import encode_clip, synthetic_clip
+    from colorgan.evaluation.video import encode_clip, synthetic_clip
 
     encode_clip(synthetic_clip(Image.open(photo_path), "pan", size, frames), path, fps, audio_hz=440.0 if audio else None)
     return path
@@ -473,7 +475,8 @@ def test_video_tab_limits_and_bad_clips_get_one_line_errors(app_module, client, 
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
 
-    from colorgan.app_logic import APP_MAX_VIDEO_SIDES, colorize_clip
+    from colorgan.limits import APP_MAX_VIDEO_SIDES
+    from colorgan.webapp import colorize_clip
     from colorgan.video import VideoError
 
     wide = make_clip(tmp_path / "wide.mp4", photo_path, size=(APP_MAX_VIDEO_SIDES[0] + 2, 96), frames=2)
@@ -496,7 +499,10 @@ def client_colorizer(folder: Path):
     class NoModel:
         default_render_size = 256
 
-        def colorize_video(self, *args, **kwargs):
+        def checked_settings(self, saturation, render_size, **ranges):
+            return render_size or self.default_render_size
+
+        def full_resolution_lightness(self, *args, **kwargs):
             raise AssertionError("a clip over the limits must not be colorized")
 
     return NoModel()

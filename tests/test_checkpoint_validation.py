@@ -27,7 +27,8 @@ from safetensors.torch import load_file, save_file
 
 from colorgan import CheckpointError, Colorizer, PatchDiscriminator, UNetGenerator
 from colorgan.checkpoint import MAX_CONFIG_BYTES, MAX_HEADER_BYTES, StrictHubMixin
-from colorgan.hub import DISCRIMINATOR_FOLDER, load_discriminator
+from colorgan.checkpoint import DISCRIMINATOR_FOLDER
+from colorgan.hub import load_discriminator
 from conftest import REPO, assert_one_line
 
 MAX_SECONDS = 2.0

@@ -17,16 +17,10 @@ from skimage.metrics import peak_signal_noise_ratio
 import colorgan.pipeline
 from colorgan import Colorizer
 from colorgan.cli import main
-from colorgan.hub import Evaluation
-from colorgan.evaluate import (
-    GRID_LABEL_HEIGHT,
-    GRID_PAD,
-    THUMB_HEIGHT,
-    EvalError,
-    evaluate,
-    sample_hints,
-    write_report,
-)
+from colorgan.evaluation.photos import GRID_LABEL_HEIGHT, GRID_PAD, THUMB_HEIGHT, evaluate, write_report
+from colorgan.hints import sample_hints
+from colorgan.imaging import ImageError
+from hub_card import Evaluation
 
 PHOTO_COUNT = 4
 SHORT_SIDE = 96  # the photos are downscaled to keep the tests fast
@@ -167,10 +161,10 @@ def test_corrupt_image_is_reported_and_skipped(small_photos, tmp_path):
 
 
 def test_missing_folder_and_empty_folder_raise(tmp_path):
-    with pytest.raises(EvalError, match="no such folder"):
+    with pytest.raises(ImageError, match="no such folder"):
         evaluate(None, tmp_path / "nowhere", baseline="gray")
     (tmp_path / "notes.txt").write_text("not a photo")
-    with pytest.raises(EvalError, match="no images"):
+    with pytest.raises(ImageError, match="no images"):
         evaluate(None, tmp_path, baseline="gray")
 
 
@@ -253,7 +247,7 @@ def test_cli_in_process_exit_codes(small_photos, tmp_path, capsys):
 
 
 def test_far_from_hints_marks_pixels_16_px_away():
-    from colorgan.evaluate import far_from_hints
+    from colorgan.evaluation.photos import far_from_hints
     from colorgan.hints import Hint
 
     far = far_from_hints(40, 60, [Hint(10.5, 20.5, (0, 0, 0))])

@@ -29,17 +29,9 @@ from safetensors.torch import load_file
 
 from colorgan import CheckpointError, Colorizer, PatchDiscriminator, UNetGenerator
 from colorgan.cli import main as cli_main
-from colorgan.hub import (
-    FACTS_NAME,
-    GENERATED_CARD_MARKER,
-    MIXIN_CARD_SIGNATURE,
-    CardFacts,
-    Evaluation,
-    load_discriminator,
-    push_to_hub,
-    render_model_card,
-    write_model_card,
-)
+from colorgan.checkpoint import FACTS_NAME
+from colorgan.hub import load_discriminator, push_to_hub
+from hub_card import GENERATED_CARD_MARKER, MIXIN_CARD_SIGNATURE, CardFacts, Evaluation, render_model_card, write_model_card
 
 REPO = Path(__file__).resolve().parents[1]
 # what train_accelerate.py writes (args ... val_metrics), plus a held-out evaluation and a sample grid

@@ -17,22 +17,15 @@ import torch
 from hub_server import WRITE_TOKEN
 from PIL import Image
 
-import colorgan.onnx_backend as onnx_backend
+import colorgan.hub
+import colorgan.onnx_export as onnx_export
+import colorgan.onnx_runtime as onnx_runtime
 from colorgan import CheckpointError, Colorizer, UNetGenerator
+from colorgan.checkpoint import ONNX_INT8_NAME, ONNX_NAME, STARTER_MODEL
 from colorgan.cli import main as cli_main
 from colorgan.hub import push_to_hub
-from colorgan.onnx_backend import (
-    ONNX_INT8_NAME,
-    ONNX_NAME,
-    ONNX_OPSET,
-    OnnxGenerator,
-    calibration_inputs,
-    export_form,
-    export_int8,
-    export_onnx,
-    load_onnx_generator,
-)
-from colorgan.pipeline import STARTER_MODEL
+from colorgan.onnx_export import ONNX_OPSET, calibration_inputs, export_form, export_int8, export_onnx
+from colorgan.onnx_runtime import OnnxGenerator, load_onnx_generator
 from conftest import TINY_GENERATOR, assert_one_line, val_photo_paths
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "fresh_onnx_cache")
@@ -51,7 +44,7 @@ def tiny_onnx(tiny_model_dir, tmp_path_factory) -> Path:
 def fresh_onnx_cache(monkeypatch, tmp_path) -> Path:
     """Each test its own export cache (the session's HF_HOME is shared by all tests)."""
     root = tmp_path / "onnx-cache"
-    monkeypatch.setattr(onnx_backend, "onnx_cache_root", lambda: root)
+    monkeypatch.setattr(onnx_runtime, "onnx_cache_root", lambda: root)
     return root
 
 
@@ -76,7 +69,9 @@ def copy_instead_of_exporting(monkeypatch, tiny_onnx) -> list[Path]:
         written.append(destination)
         return destination
 
-    monkeypatch.setattr(onnx_backend, "export_onnx", fake_export)
+    # the two places that export: loading with backend="onnx", and `colorgan push --onnx` (colorgan.hub)
+    monkeypatch.setattr(onnx_runtime, "export_onnx", fake_export)
+    monkeypatch.setattr(colorgan.hub, "export_onnx", fake_export)
     return written
 
 
@@ -228,7 +223,7 @@ def test_starter_model_int8_graph_stays_close_to_torch(photos_dir):
 
 SPIN_PROBE = """
 import time, torch
-from colorgan.onnx_backend import OnnxGenerator
+from colorgan.onnx_runtime import OnnxGenerator
 generator = OnnxGenerator({path!r}, threads=2)
 x = torch.rand(1, 4, 64, 64)
 for _ in range(3):
@@ -258,7 +253,7 @@ def test_cache_root_is_under_hf_home(monkeypatch, tmp_path):
 
     monkeypatch.undo()  # the real onnx_cache_root, not the fixture's
     monkeypatch.setattr(constants, "HF_HOME", str(tmp_path / "hf-home"))
-    assert onnx_backend.onnx_cache_root() == tmp_path / "hf-home" / "colorgan" / "onnx"
+    assert onnx_runtime.onnx_cache_root() == tmp_path / "hf-home" / "colorgan" / "onnx"
 
 
 def test_first_use_exports_into_the_cache_once_and_never_into_the_model_folder(
@@ -271,7 +266,7 @@ def test_first_use_exports_into_the_cache_once_and_never_into_the_model_folder(
     path = first.onnx_generator.path
     assert fresh_onnx_cache in path.parents and path.name == ONNX_NAME
     # keyed by the graph's layout too: an export an earlier colorgan cached in another layout is not reused
-    assert path.parent.name.endswith(f"-opset{ONNX_OPSET}-form{onnx_backend.EXPORT_FORM}")
+    assert path.parent.name.endswith(f"-opset{ONNX_OPSET}-form{onnx_export.EXPORT_FORM}")
     assert sorted(p.name for p in folder.iterdir()) == before
     assert copy_instead_of_exporting == [path]
     second = Colorizer.from_pretrained(folder, backend="onnx")
@@ -392,7 +387,7 @@ def test_push_quantize_without_onnx_is_refused_before_uploading(fake_hub, repo_i
 
 # ----------------------------------------------------------------------------- the app's choice
 def test_app_loads_the_fastest_backend_and_logs_it(model_folder):
-    from colorgan.app_logic import load_fastest_colorizer
+    from colorgan.webapp import load_fastest_colorizer
 
     lines = []
     colorizer = load_fastest_colorizer(str(model_folder), device="cpu", log=lines.append)
@@ -402,7 +397,7 @@ def test_app_loads_the_fastest_backend_and_logs_it(model_folder):
 
 
 def test_app_falls_back_to_torch_when_onnx_cannot_load(model_folder):
-    from colorgan.app_logic import load_fastest_colorizer
+    from colorgan.webapp import load_fastest_colorizer
 
     (model_folder / ONNX_NAME).write_bytes(b"damaged")
     lines = []
@@ -430,7 +425,7 @@ def test_sum_inputs_get_one_shape_only_where_they_can_be_one(first, second, tied
     ]
     value_info = [helper.make_tensor_value_info("a", 1, first), helper.make_tensor_value_info("b", 1, second)]
     model = helper.make_model(helper.make_graph(nodes, "g", [], [], value_info=value_info))
-    assert onnx_backend._sum_conv_pairs(model) == 1 and model.graph.node[2].op_type == "Sum"
+    assert onnx_export._sum_conv_pairs(model) == 1 and model.graph.node[2].op_type == "Sum"
     shapes = {info.name: info.type.tensor_type.shape for info in model.graph.value_info}
     assert (shapes["a"] == shapes["b"]) is tied
 

@@ -354,21 +354,21 @@ def test_from_pretrained_missing_folder(source):
 
 @pytest.mark.parametrize("size", [(1, 1), (301, 7), (640, 480)])
 def test_row_upsampler_equals_bilinear_interpolate(size):
-    from colorgan.pipeline import _RowUpsampler, _row_chunks
+    from colorgan.fullres import RowUpsampler, row_slices
 
     width, height = size
     small = torch.randn(2, max(1, height // 5), max(1, width // 3))
     expected = torch.nn.functional.interpolate(small[None], size=(height, width), mode="bilinear")[0]
-    upsampler = _RowUpsampler(small, height, width)
-    buffer = upsampler.new_buffer(next(_row_chunks(height, width)).stop)
-    actual = torch.cat([upsampler.rows(rows, buffer).clone() for rows in _row_chunks(height, width)], dim=1)
+    upsampler = RowUpsampler(small, height, width)
+    buffer = upsampler.new_buffer(next(row_slices(height, width)).stop)
+    actual = torch.cat([upsampler.rows(rows, buffer).clone() for rows in row_slices(height, width)], dim=1)
     torch.testing.assert_close(actual, expected, atol=1e-4, rtol=0)  # float rounding of the weights
 
 
 def test_threaded_row_slices_give_the_same_image_and_leave_thread_counts_alone(colorizer, photo, monkeypatch):
-    import colorgan.pipeline as pipeline
+    import colorgan.fullres as fullres
 
-    monkeypatch.setattr(pipeline, "CHUNK_PIXELS", 2048)  # many slices, so each thread gets several
+    monkeypatch.setattr(fullres, "CHUNK_PIXELS", 2048)  # many slices, so each thread gets several
     big = photo.resize((603, 351))
     single = np.asarray(colorizer(big, render_size=128))
     torch.set_num_threads(2)  # the one_torch_thread fixture restores it
@@ -380,7 +380,7 @@ def test_threaded_row_slices_give_the_same_image_and_leave_thread_counts_alone(c
 def test_row_slices_are_shared_out_and_the_caller_takes_part():
     import threading
 
-    import colorgan.pipeline as pipeline
+    import colorgan.fullres as fullres
 
     torch.set_num_threads(2)  # the one_torch_thread fixture restores it
     taken: list[tuple[str, int]] = []
@@ -392,11 +392,11 @@ def test_row_slices_are_shared_out_and_the_caller_takes_part():
 
     # the helper's thread is busy (as a core held by a spinning OpenMP worker would be): the caller does it all
     release = threading.Event()
-    blocker = pipeline._row_pool(1).submit(release.wait)
+    blocker = fullres._row_pool(1).submit(release.wait)
     threading.Timer(0.3, release.set).start()
-    pipeline._in_row_slices(256, 1024, torch.device("cpu"), work)
+    fullres.in_row_slices(256, 1024, torch.device("cpu"), work)
     blocker.result()
     starts = sorted(start for _, start in taken)
-    assert starts == [rows.start for rows in pipeline._row_chunks(256, 1024)]  # every slice once
+    assert starts == [rows.start for rows in fullres.row_slices(256, 1024)]  # every slice once
     assert {name for name, _ in taken} == {threading.current_thread().name}
     assert torch.get_num_threads() == 2

@@ -9,8 +9,8 @@ import pytest
 from huggingface_hub import ModelCard
 
 from colorgan import Colorizer
-from colorgan.evaluate import evaluate
-from colorgan.pipeline import STARTER_MODEL
+from colorgan.checkpoint import STARTER_MODEL
+from colorgan.evaluation.photos import evaluate
 
 MAX_BUNDLED_BYTES = 25 * 1024 * 1024
 

@@ -17,8 +17,8 @@ from PIL import Image
 
 from colorgan.cli import main
 from colorgan.temporal import CarriedHints, ColorMemory, TemporalSettings
-from colorgan.video import FrameColorizer, VideoError, probe
-from colorgan.video_eval import encode_clip, flicker, read_frames, synthetic_clip
+from colorgan.evaluation.video import encode_clip, flicker, read_frames, synthetic_clip
+from colorgan.video import FrameColorizer, VideoError, colorize_video, probe
 from conftest import assert_one_line, val_photo_paths
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -67,7 +67,7 @@ def leftovers(folder: Path) -> list[str]:
 def test_frames_fps_size_and_audio_are_kept(colorizer, photos, tmp_path, suffix, fps, frames, out_suffix):
     source, output = tmp_path / f"clip{suffix}", tmp_path / f"colour{out_suffix}"
     encode_clip(pan(photos[0], frames), source, fps, audio_hz=440.0)
-    result = colorizer.colorize_video(source, output, progress=False)
+    result = colorize_video(colorizer, source, output, progress=False)
     before, after = probe(source), probe(output)
     assert result.frames == frames and result.fps == Fraction(fps)
     assert (after.width, after.height) == (before.width, before.height) == (64, 48)
@@ -96,7 +96,7 @@ def test_audio_the_container_cannot_hold_is_reencoded_to_aac(colorizer, photos, 
         samples.sample_rate, samples.pts = 16000, 0
         container.mux(audio.encode(samples))
         container.mux(audio.encode(None))
-    colorizer.colorize_video(source, output, progress=False)
+    colorize_video(colorizer, source, output, progress=False)
     assert probe(output).frames == 12
     with av.open(str(output)) as container:
         sound = container.streams.audio[0]
@@ -109,7 +109,7 @@ def test_output_keeps_each_frames_lightness(colorizer, photos, tmp_path):
 
     source, output = tmp_path / "clip.mp4", tmp_path / "colour.mp4"
     encode_clip(pan(photos[1], 8), source, 24)
-    colorizer.colorize_video(source, output, saturation=1.2, progress=False)
+    colorize_video(colorizer, source, output, saturation=1.2, progress=False)
     for gray, colour in zip(read_frames(source), read_frames(output), strict=True):
         # both went through a lossy H.264 encode, so allow its error
         assert np.abs(rgb2lab(gray)[..., 0] - rgb2lab(colour)[..., 0]).mean() < 2.5
@@ -201,7 +201,7 @@ def test_bad_inputs_get_one_line_errors_and_leave_no_output(colorizer, photos, t
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     with pytest.raises(VideoError, match=re.escape(BAD_INPUTS[kind])) as caught:
-        colorizer.colorize_video(source, out_dir / "colour.mp4", progress=False)
+        colorize_video(colorizer, source, out_dir / "colour.mp4", progress=False)
     assert_one_line(str(caught.value))
     assert list(out_dir.iterdir()) == []  # nothing under the final name, no partial file either
 
@@ -211,7 +211,7 @@ def test_bad_destinations(colorizer, photos, tmp_path, destination):
     source = tmp_path / "clip.mp4"
     encode_clip(pan(photos[0], 4), source, 12)
     with pytest.raises(VideoError) as caught:
-        colorizer.colorize_video(source, tmp_path / destination, progress=False)
+        colorize_video(colorizer, source, tmp_path / destination, progress=False)
     assert_one_line(str(caught.value))
 
 
@@ -335,7 +335,7 @@ def test_hints_are_carried_along_the_motion(steps):
 def test_hints_given_for_a_later_frame_follow_the_clip(colorizer, photos, tmp_path):
     source, output = tmp_path / "clip.mp4", tmp_path / "colour.mp4"
     encode_clip(pan(photos[0], 10), source, 12)
-    colorizer.colorize_video(source, output, hints=[(32, 24, (200, 30, 30))], hint_frame=3, progress=False)
+    colorize_video(colorizer, source, output, hints=[(32, 24, (200, 30, 30))], hint_frame=3, progress=False)
     assert probe(output).frames == 10
     frame_colorizer = FrameColorizer(colorizer, hints=[(32, 24, (200, 30, 30))], hint_frame=3)
     frames = list(read_frames(source))
@@ -346,8 +346,8 @@ def test_hints_given_for_a_later_frame_follow_the_clip(colorizer, photos, tmp_pa
     assert np.array_equal(carried[0], fresh[0])  # the hint frame starts afresh: hints are not faded in
     assert frame_colorizer.carried_hints is not None and frame_colorizer.carried_hints.tensors()[1].sum() > 0
     with pytest.raises(VideoError, match="hints are for frame 40 but the video has 10 frames"):
-        colorizer.colorize_video(
-            source, tmp_path / "late.mp4", hints=[(1, 1, (0, 0, 0))], hint_frame=40, progress=False
+        colorize_video(
+            colorizer, source, tmp_path / "late.mp4", hints=[(1, 1, (0, 0, 0))], hint_frame=40, progress=False
         )
     assert not (tmp_path / "late.mp4").exists()
 

@@ -1,5 +1,6 @@
-"""What the web app does, kept free of Gradio so it can be unit-tested: input limits, turning
-the image editor's value into a photo plus a painted hint layer, and one colorize call.
+"""What the web app (app.py) does, kept free of Gradio so it can be unit-tested: loading the model
+with the fastest backend, the app's input limits (`colorgan.limits`), turning the image editor's value
+into a photo plus a painted hint layer, and one colorize call per photo or clip.
 """
 from __future__ import annotations
 
@@ -14,19 +15,17 @@ from PIL import Image, ImageOps
 from .checkpoint import CheckpointError
 from .hints import with_alpha
 from .imaging import ImageError, open_image
+from .limits import (
+    APP_MAX_PIXELS,
+    APP_MAX_VIDEO_SECONDS,
+    APP_MAX_VIDEO_SIDES,
+    APP_RENDER_SIZE,
+    APP_SATURATION,
+)
 from .pipeline import Colorizer, pick_device
-from .video import VideoError, probe
+from .video import VideoError, colorize_video, probe
 
-# 25 MP covers a 6000x4000 (24 MP) scan; the colour maths runs in ~1 MP slices, so one such
-# request adds about 0.7 GB at its peak, which two concurrent workers on a small Space can afford.
-APP_MAX_PIXELS = 25_000_000
-RENDER_SIZE_RANGE = (128, 1024)  # the generator's long side: beyond 1024 a 2-vCPU Space is too slow
-SATURATION_RANGE = (0.0, 2.0)
 PREVIEW_MAX_SIDE = 2048  # the before/after slider shows at most this; the download is full size
-# Video on a 2-vCPU Space: 480p colorizes at 7-12 frames/s on one core (benchmarks/bench_video.py), so
-# the longest clip, 30 s at 30 fps, takes 75-120 s and holds one of the two workers meanwhile.
-APP_MAX_VIDEO_SECONDS = 30
-APP_MAX_VIDEO_SIDES = (854, 480)  # long side, short side: 480p, 16:9 or narrower, either orientation
 
 ImageSource = str | os.PathLike | Image.Image
 
@@ -140,17 +139,22 @@ def split_editor_value(
 
 
 def checked_settings(colorizer: Colorizer, saturation: float, render_size: int | None) -> int:
-    """Check the app's saturation and render size ranges; returns the render size to use.
+    """The colorizer's settings check with the app's narrower ranges; returns the render size to use.
+
+    Without a render size the model's own is used, brought into the app's range (a model made for
+    4096 px runs at the app's largest size rather than failing every request).
 
     Raises:
         ValueError: saturation or render size out of the app's range.
     """
-    if not SATURATION_RANGE[0] <= saturation <= SATURATION_RANGE[1]:
-        raise ValueError(f"saturation must be between {SATURATION_RANGE[0]} and {SATURATION_RANGE[1]}")
-    render_size = colorizer.default_render_size if render_size is None else render_size
-    if not RENDER_SIZE_RANGE[0] <= render_size <= RENDER_SIZE_RANGE[1]:
-        raise ValueError(f"render resolution must be between {RENDER_SIZE_RANGE[0]} and {RENDER_SIZE_RANGE[1]}")
-    return int(render_size)
+    return colorizer.checked_settings(
+        saturation, render_size, render_sizes=APP_RENDER_SIZE, saturations=APP_SATURATION
+    )
+
+
+def default_render_size(colorizer: Colorizer) -> int:
+    """The render size the app's sliders start at: the model's own, within the app's range."""
+    return checked_settings(colorizer, 1.0, None)
 
 
 def colorize_photo(
@@ -169,8 +173,8 @@ def colorize_photo(
         image: the photo, as an uploaded file's path or a PIL image.
         hints: optional RGBA layer of the photo's size, painted where colour is wanted and
             transparent elsewhere (a path or a PIL image).
-        saturation: chroma multiplier, within `SATURATION_RANGE`.
-        render_size: long side at which the generator runs, within `RENDER_SIZE_RANGE`.
+        saturation: chroma multiplier, within `APP_SATURATION`.
+        render_size: long side at which the generator runs, within `APP_RENDER_SIZE`.
         max_pixels: refuse inputs with more pixels than this.
 
     Returns:
@@ -275,8 +279,8 @@ def colorize_clip(
         colorizer: the loaded model.
         video: the uploaded clip's path.
         folder: where to write (a fresh subfolder of it; the app passes Gradio's cache).
-        saturation: chroma multiplier, within `SATURATION_RANGE`.
-        render_size: long side at which the generator runs, within `RENDER_SIZE_RANGE`.
+        saturation: chroma multiplier, within `APP_SATURATION`.
+        render_size: long side at which the generator runs, within `APP_RENDER_SIZE`.
         max_seconds, max_sides: the clip limits (duration; long and short side).
 
     Returns:
@@ -294,7 +298,7 @@ def colorize_clip(
     Path(folder).mkdir(parents=True, exist_ok=True)
     destination = Path(tempfile.mkdtemp(dir=folder)) / f"{video.stem}_color.mp4"
     try:
-        colorizer.colorize_video(video, destination, saturation=saturation, render_size=render_size, progress=False)
+        colorize_video(colorizer, video, destination, saturation=saturation, render_size=render_size, progress=False)
     except VideoError as error:
         raise VideoError(_by_base_name(error, video)) from None
     return str(destination)

@@ -1,4 +1,4 @@
-"""`colorgan eval-video`: how much colorized video flickers, and how close it stays to the truth.
+"""How much colorized video flickers, and how close it stays to the truth (`colorgan eval-video`).
 
 Flicker is the mean |Δab| (Euclidean distance in a*b*, Lab units) between consecutive output
 frames after motion compensation: the previous frame is warped onto the current one along the
@@ -10,17 +10,15 @@ Clips come from colour videos or, from a folder of colour photos, as synthetic p
 each photo. Every clip is colorized from its L* twice, frame by frame and with temporal
 consistency, and both are scored: flicker, and PSNR against the clip's own colour frames.
 
-    colorgan eval-video ../shared/photos/val --limit 8
-    colorgan eval-video film.mp4 --max-frames 200
+    for name, frames in clips_from(["your_photos/", "film.mp4"], frames=32, size=(320, 240), limit=8,
+                                   max_frames=240, max_side=480):
+        print(evaluate_clip(colorizer, name, frames).flicker_ratio)
 """
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -30,13 +28,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .checkpoint import CheckpointError
-from .color import rgb_to_lab
-from .evaluate import list_images
-from .imaging import ImageError, open_image
-from .metrics import psnr
-from .temporal import TemporalSettings, flow_confidence, lightness_u8, warp
-from .video import BATCH_SIZE, FrameColorizer, VideoError, _one_line, batched, open_video
+from ..color import rgb_to_lab
+from ..imaging import list_images, open_image
+from ..metrics import psnr
+from ..pipeline import Colorizer
+from ..temporal import TemporalSettings, flow_confidence, lightness_u8, warp
+from ..video import BATCH_SIZE, FrameColorizer, VideoError, batched, ffmpeg_reason, open_video
 
 FLICKER_MAX_SIDE = 320  # flicker is measured on frames shrunk to this (ab is smooth; flow is costly)
 VALID_CONFIDENCE = 0.5
@@ -132,7 +129,7 @@ def read_frames(path: str | Path, max_frames: int | None = None, max_side: int |
                 yield frame.to_ndarray(format="rgb24")
                 count += 1
         except av.error.FFmpegError as error:
-            raise VideoError(f"{path}: corrupt or truncated video ({_one_line(error)})") from None
+            raise VideoError(f"{path}: corrupt or truncated video ({ffmpeg_reason(error)})") from None
 
 
 def encode_clip(
@@ -191,7 +188,7 @@ class ClipScores:
 
 
 def evaluate_clip(
-    colorizer,
+    colorizer: Colorizer,
     name: str,
     frames: Iterable[np.ndarray],
     *,
@@ -268,69 +265,3 @@ def summary_table(scores: list[ClipScores]) -> str:
                 mean("psnr_per_frame"), mean("psnr_temporal"))
         )
     return "\n".join(lines)
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(part) for part in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
-    if width < 16 or height < 16:
-        raise argparse.ArgumentTypeError(f"frames must be at least 16x16, got {text}")
-    return width, height
-
-
-def run_eval_video(args: argparse.Namespace) -> int:
-    from .pipeline import Colorizer
-
-    try:
-        colorizer = Colorizer.from_pretrained(args.model, device=args.device)
-    except (CheckpointError, OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    settings = TemporalSettings(memory=args.memory)
-    scores = []
-    try:
-        for name, frames in clips_from(
-            args.inputs, frames=args.frames, size=args.size, limit=args.limit, max_frames=args.max_frames,
-            max_side=args.max_side,
-        ):
-            result = evaluate_clip(colorizer, name, frames, render_size=args.render_size, settings=settings)
-            print(
-                f"{name}: flicker {result.flicker_per_frame:.2f} -> {result.flicker_temporal:.2f},"
-                f" PSNR {result.psnr_per_frame:.2f} -> {result.psnr_temporal:.2f} dB",
-                file=sys.stderr,
-            )
-            scores.append(result)
-    except (VideoError, ImageError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    if not scores:
-        print("error: no clips found (give video files or folders of colour photos)", file=sys.stderr)
-        return 2
-    print(summary_table(scores))
-    if args.summary_json:
-        Path(args.summary_json).write_text(json.dumps([asdict(s) for s in scores], indent=2) + "\n")
-    return 0
-
-
-def add_eval_video_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "eval-video",
-        help="measure flicker and PSNR of colorized video, per-frame vs temporally consistent",
-        description="Colorize colour clips from their L* frame by frame and with temporal consistency; print the "
-        "motion-compensated flicker (mean |Δab| between consecutive frames) and the PSNR against the clip for both. "
-        "A folder of colour photos gives synthetic pans and zooms over each photo.",
-    )
-    parser.add_argument("inputs", nargs="+", help="colour video files, or folders of colour photos")
-    parser.add_argument("--model", help="model folder or Hub repo id (default: the bundled starter model)")
-    parser.add_argument("--render-size", type=int, help="long side the model runs at (default: the model's own)")
-    parser.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
-    parser.add_argument("--memory", type=float, default=TemporalSettings.memory, help="temporal blending weight")
-    parser.add_argument("--frames", type=int, default=32, help="frames per synthetic clip (default 32)")
-    parser.add_argument("--size", type=_size, default=(320, 240), help="synthetic clip size (default 320x240)")
-    parser.add_argument("--limit", type=int, help="photos used per folder (default: all)")
-    parser.add_argument("--max-frames", type=int, default=240, help="frames read from each video (default 240)")
-    parser.add_argument("--max-side", type=int, default=480, help="videos are shrunk to this long side (default 480)")
-    parser.add_argument("--summary-json", help="also write the scores as JSON here")
-    parser.set_defaults(handler=run_eval_video)

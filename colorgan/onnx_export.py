@@ -1,33 +1,22 @@
-"""ONNX export of the generator and the ONNX Runtime backend for CPU serving.
+"""ONNX export of the generator, fp32 or static int8, for the ONNX Runtime backend.
 
     colorgan export-onnx MODEL OUT.onnx [--quantize --calibration PHOTOS]
-    Colorizer.from_pretrained(MODEL, device="cpu", backend="onnx")       # or backend="onnx-int8"
 
 The graph takes (B, 4, H, W) generator input and gives (B, 2, H, W) ab / 110, like
 `UNetGenerator`, with batch, height and width dynamic: the padding to the encoder's stride
 (replicate) and the crop back are part of the graph.
 
-Where `backend="onnx"` finds its graph, in order:
-  1. `model.onnx` in the model folder or Hub repo (as `colorgan push --onnx` uploads it);
-  2. an export cached under `$HF_HOME/colorgan/onnx/<safetensors sha256>-opset<N>-form<M>/model.onnx`;
-  3. a fresh export into that cache (written atomically; never into the package or model folder).
-A cached export that does not load is exported again; a `model.onnx` that came with the model
-and does not load is refused with a one-line `CheckpointError`.
-
-`backend="onnx-int8"` needs `model_int8.onnx` in the folder or repo: quantizing needs
-calibration photos, so it is made by `colorgan export-onnx --quantize` or `colorgan push --onnx
---quantize`, never on the fly. It is static QDQ int8 (per-channel weights, activations calibrated
-on the photos): ONNX Runtime's dynamic quantization runs convolutions as ConvInteger, which on a
-2-core x86 CPU measured 5x slower than fp32 rather than faster.
+The graph `export_onnx` writes is not the training graph: `export_form` rewrites the decoder into
+the ops ONNX Runtime's CPU kernels run fastest, with the same maths. `quantize_onnx` makes static
+QDQ int8 of it (per-channel weights, activations calibrated on photos): ONNX Runtime's dynamic
+quantization runs convolutions as ConvInteger, which on a 2-core x86 CPU measured 5x slower than
+fp32 rather than faster. `colorgan.onnx_runtime` runs the result.
 """
 from __future__ import annotations
 
-import argparse
 import copy
-import hashlib
 import os
 import re
-import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -37,16 +26,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from .checkpoint import CheckpointError, resolve_weights_file
-from .imaging import atomic_path
+from .color import as_float_rgb
+from .hints import sample_hints
+from .imaging import atomic_path, decode, open_image
 from .models import GENERATOR_INPUT_CHANNELS, DecoderBlock, UNetGenerator
 
 ONNX_OPSET = 18  # supported by every onnxruntime on PyPI since 1.14 and by torch.onnx's exporter
 # The graph's layout (see `_ExportDecoderBlock`); part of the export cache's key, so a cached export made
 # by an earlier colorgan in another layout is exported again rather than reused.
 EXPORT_FORM = 2
-ONNX_NAME = "model.onnx"
-ONNX_INT8_NAME = "model_int8.onnx"
 INPUT_NAME, OUTPUT_NAME = "input", "ab"
 CALIBRATION_IMAGES = 16  # photos used to calibrate int8 activations by default
 CALIBRATION_HINTS = 16  # hint points on the second calibration input of each photo
@@ -58,17 +46,6 @@ CALIBRATION_CROP = 128  # calibration inputs are cropped to one size: the percen
 # full-resolution detail, and int8 noise on what it hands the head shows as colour noise (SSIM 0.914 ->
 # 0.858); the levels below it quantize almost for free.
 FP32_DECODER_LEVELS = 1
-
-
-def onnx_file_name(quantized: bool) -> str:
-    return ONNX_INT8_NAME if quantized else ONNX_NAME
-
-
-def onnx_cache_root() -> Path:
-    """Where exports made on first use are kept: `$HF_HOME/colorgan/onnx`."""
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HOME) / "colorgan" / "onnx"
 
 
 class _ExportDecoderBlock(nn.Module):
@@ -348,127 +325,6 @@ def export_int8(
         return quantize_onnx(base, destination, calibration_inputs, fp32_levels=fp32_levels)
 
 
-class OnnxGenerator:
-    """An exported generator run by ONNX Runtime on the CPU; called like `UNetGenerator`.
-
-    Args:
-        path: the `.onnx` file.
-        threads: ONNX Runtime intra-op threads; by default torch's current thread count, so one
-            setting (`torch.set_num_threads`, OMP_NUM_THREADS) governs both backends.
-
-    Raises:
-        CheckpointError: the file is missing, not ONNX, or not a colorgan generator (one line).
-    """
-
-    def __init__(self, path: str | os.PathLike, threads: int | None = None):
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise CheckpointError("the ONNX backend needs onnxruntime: pip install 'colorgan[onnx]'") from None
-        self.path = Path(path)
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3  # errors only: its warnings are about its own optimizer
-        # Its worker threads otherwise keep spinning after each run, on the cores that the colour
-        # maths (torch) needs next: on 2 cores that made the work after the forward ~1.5x slower.
-        options.add_session_config_entry("session.force_spinning_stop", "1")
-        try:
-            self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        except Exception as error:  # onnxruntime raises its own classes (InvalidProtobuf, Fail, NoSuchFile...)
-            reason = " ".join(str(error).split())[:300]
-            raise CheckpointError(f"{self.path} is not a loadable ONNX model ({reason})") from None
-        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        shapes_fit = (
-            len(inputs) == 1
-            and len(outputs) == 1
-            and len(inputs[0].shape) == 4
-            and inputs[0].shape[1] == GENERATOR_INPUT_CHANNELS
-            and len(outputs[0].shape) == 4
-            and outputs[0].shape[1] == 2
-        )
-        if not shapes_fit:
-            found = ", ".join(f"{item.name} {item.shape}" for item in [*inputs, *outputs])
-            raise CheckpointError(
-                f"{self.path} is not a colorgan generator: it should map (B, 4, H, W) to (B, 2, H, W), found {found}"
-            )
-        self.input_name, self.output_name = inputs[0].name, outputs[0].name
-        self.quantized = self._is_quantized()
-
-    def _is_quantized(self) -> bool:
-        try:
-            import onnx
-        except ImportError:  # onnxruntime alone can run the graph; then trust the file's name
-            return self.path.name == ONNX_INT8_NAME
-        graph = onnx.load(str(self.path), load_external_data=False).graph
-        return any(node.op_type == "QuantizeLinear" for node in graph.node)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        # (B, 4, H, W) -> (B, 2, H, W) ab / 110, float32 on the cpu
-        feed = {self.input_name: x.detach().to("cpu", torch.float32).contiguous().numpy()}
-        return torch.from_numpy(self.session.run([self.output_name], feed)[0])
-
-
-def _file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _shipped_onnx(source: str, name: str, download_kwargs: dict) -> str | None:
-    """`name` from the model folder or Hub repo, or None when it has none (or the Hub cannot say, offline)."""
-    if os.path.isdir(source):
-        path = os.path.join(source, name)
-        return path if os.path.isfile(path) else None
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
-
-    try:
-        return hf_hub_download(repo_id=source, filename=name, **download_kwargs)
-    except (EntryNotFoundError, LocalEntryNotFoundError):
-        return None
-
-
-def load_onnx_generator(
-    source: str, generator: UNetGenerator, *, quantized: bool = False, **download_kwargs
-) -> OnnxGenerator:
-    """The ONNX Runtime generator for a model folder or Hub repo (see the module doc for where it comes from).
-
-    Args:
-        source: the model folder or Hub repo id `generator` was loaded from.
-        generator: the loaded torch generator, exported when no graph is shipped or cached.
-        quantized: load `model_int8.onnx` instead.
-        download_kwargs: revision, token, cache_dir, local_files_only, as for `hf_hub_download`.
-
-    Raises:
-        CheckpointError: one line, when no usable graph can be found or made.
-    """
-    name = onnx_file_name(quantized)
-    shipped = _shipped_onnx(source, name, download_kwargs)
-    if shipped is not None:
-        return OnnxGenerator(shipped)
-    if quantized:
-        raise CheckpointError(
-            f"{source} has no {name}; make one with `colorgan export-onnx MODEL {name} --quantize"
-            " --calibration PHOTOS` or `colorgan push --onnx --quantize`"
-        )
-    weights = resolve_weights_file(source, **download_kwargs)
-    cached = onnx_cache_root() / f"{_file_sha256(weights)[:16]}-opset{ONNX_OPSET}-form{EXPORT_FORM}" / name
-    if cached.is_file():
-        try:
-            return OnnxGenerator(cached)
-        except CheckpointError:
-            cached.unlink(missing_ok=True)  # a damaged cache entry: export it again
-    try:
-        export_onnx(generator, cached)
-    except OSError as error:
-        raise CheckpointError(f"cannot write the ONNX export to {cached.parent} ({error})") from None
-    return OnnxGenerator(cached)
-
-
 def calibration_inputs(
     colorizer, images: Iterable, render_size: int | None = None, hints: int = CALIBRATION_HINTS
 ) -> Iterator[torch.Tensor]:
@@ -478,15 +334,12 @@ def calibration_inputs(
     (hint channels change the activations' ranges; calibrated without them, int8 weakened hints).
 
     Args:
-        colorizer: a `Colorizer` (its render size and input pipeline are used).
+        colorizer: a `colorgan.Colorizer` (its render size and input pipeline are used; this module
+            sits below it, so it is not imported here).
         images: paths or bytes of colour photos.
         render_size: long side, by default the model's own.
         hints: hint points per photo for its second input.
     """
-    from .color import as_float_rgb
-    from .evaluate import sample_hints
-    from .imaging import decode, open_image
-
     random = torch.Generator().manual_seed(0)
     for image in images:
         photo = open_image(image)  # read and decode the file once for both inputs
@@ -494,83 +347,3 @@ def calibration_inputs(
         if hints:
             points = sample_hints(as_float_rgb(decode(photo).rgb), hints, random, radius=2)
             yield colorizer.model_input(photo, hints=points, render_size=render_size)
-
-
-# ----------------------------------------------------------------------------- command line
-def export_model_folder_files(
-    source: str,
-    destination: str | os.PathLike,
-    *,
-    quantize: bool = False,
-    calibration: str | os.PathLike | None = None,
-    calibration_count: int = CALIBRATION_IMAGES,
-    fp32_destination: str | os.PathLike | None = None,
-) -> Path:
-    """Export a model folder or Hub repo's generator to `destination` (fp32, or int8 with `quantize`).
-
-    Args:
-        source: model folder or Hub repo id.
-        destination: the `.onnx` file to write.
-        quantize: write static int8, calibrated on photos of `calibration`.
-        calibration: folder of photos (needed with `quantize`).
-        calibration_count: how many of its photos (sorted by name) to use.
-        fp32_destination: with `quantize`, also write the fp32 graph here (one model load for both).
-
-    Raises:
-        CheckpointError: the model cannot be loaded; ValueError: no calibration photos.
-    """
-    from .evaluate import EvalError, list_images
-    from .pipeline import Colorizer
-
-    photos = []
-    if quantize:  # checked before the model is loaded or anything is written
-        if not calibration:
-            raise ValueError("--quantize needs calibration photos: no --calibration folder given")
-        try:
-            photos = list_images(calibration)[:calibration_count]
-        except EvalError as error:
-            raise ValueError(f"--quantize needs calibration photos: {error}") from None
-    colorizer = Colorizer.from_pretrained(source, device="cpu")
-    if not quantize:
-        return export_onnx(colorizer.generator, destination)
-    if fp32_destination is not None:
-        export_onnx(colorizer.generator, fp32_destination)
-    return export_int8(colorizer.generator, destination, calibration_inputs(colorizer, photos))
-
-
-def run_export_onnx(args: argparse.Namespace) -> int:
-    try:
-        path = export_model_folder_files(
-            args.model,
-            args.output,
-            quantize=args.quantize,
-            calibration=args.calibration,
-            calibration_count=args.calibration_count,
-        )
-    except (ValueError, OSError) as error:  # CheckpointError is a ValueError
-        print(f"error: {str(error).strip().splitlines()[0]}", file=sys.stderr)
-        return 2
-    kind = "int8" if args.quantize else "fp32"
-    print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MB, {kind}, opset {ONNX_OPSET})", file=sys.stderr)
-    return 0
-
-
-def add_export_onnx_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "export-onnx",
-        help="export a model's generator to ONNX (dynamic batch, height and width), optionally int8",
-        description="Export the generator of a model folder or Hub repo to one .onnx file for ONNX Runtime,"
-        f" opset {ONNX_OPSET}, with dynamic batch, height and width. With --quantize it is static int8 (QDQ),"
-        " its activation ranges calibrated on photos of --calibration.",
-    )
-    parser.add_argument("model", help="model folder or Hub repo id")
-    parser.add_argument("output", help="the .onnx file to write")
-    parser.add_argument("--quantize", action="store_true", help="write int8 (needs --calibration)")
-    parser.add_argument("--calibration", help="folder of photos to calibrate int8 activations on")
-    parser.add_argument(
-        "--calibration-count",
-        type=int,
-        default=CALIBRATION_IMAGES,
-        help=f"how many of its photos to use, sorted by name (default {CALIBRATION_IMAGES})",
-    )
-    parser.set_defaults(handler=run_export_onnx)

@@ -1,4 +1,4 @@
-"""`colorgan eval`: score a model, or the gray baseline, on a folder of colour photos.
+"""Scoring a model, or the gray baseline, on a folder of colour photos (`colorgan eval`).
 
 Each photo is the ground truth. Its grayscale version (same L*, a* = b* = 0) is
 colorized through `Colorizer.__call__`, the one inference path, optionally with N
@@ -7,13 +7,11 @@ PSNR-versus-hints protocol). The output is scored with `colorgan.metrics`; the
 report is a markdown table (per image and mean) plus a grid PNG of
 gray input | colorized | ground truth.
 
-    colorgan eval --model runs/gan --data ../shared/photos/val --out eval/report.md
-    colorgan eval --baseline gray --model runs/l1 --model runs/gan --hints 0 10 --data DIR
+    report = evaluate(Colorizer.from_pretrained(), "your_photos/", hints=10)
+    write_report(report, "eval/report.md", "eval/report_grid.png")
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 import time
@@ -25,17 +23,15 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
+from tqdm import tqdm
 
-from .checkpoint import CheckpointError
-from .color import as_float_rgb, lab_to_rgb, lightness, rgb_to_lab
-from .hints import Hint
-from .imaging import IMAGE_SUFFIXES, decode, open_image, to_pil
-from .metrics import ab_auc, colorfulness, psnr, ssim
-from .pipeline import BACKENDS, RENDER_SIZE_LIMITS, STARTER_MODEL, Colorizer, render_shape
-
-MIN_RENDER_SIZE, MAX_RENDER_SIZE = RENDER_SIZE_LIMITS
-
-BASELINES = ("gray",)
+from ..color import as_float_rgb, lab_to_rgb, lightness, rgb_to_lab
+from ..errors import one_line
+from ..hints import Hint, sample_hints
+from ..imaging import decode, list_images, open_image, to_pil
+from ..limits import BASELINES, HINT_POINTS, RENDER_SIZE
+from ..metrics import METRICS, ab_auc, colorfulness, psnr, ssim
+from ..pipeline import Colorizer, render_shape
 THUMB_HEIGHT = 256  # grid thumbnails are this tall ...
 THUMB_MAX_WIDTH = 2 * THUMB_HEIGHT  # ... unless that would make them wider than this
 GRID_PAD = 4
@@ -43,30 +39,8 @@ GRID_LABEL_HEIGHT = 16
 GRID_MAX_ROWS = 8
 FAR_FROM_HINTS = 16  # px: pixels at least this far from every hint measure how far hints spread
 
-# (key, markdown column title, format) of the per-image scores, in table order
-COLUMNS = (
-    ("psnr", "PSNR (dB) ↑", "{:.2f}"),
-    ("ssim", "SSIM ↑", "{:.4f}"),
-    ("colorfulness", "colourfulness", "{:.1f}"),
-    ("colorfulness_truth", "GT colourfulness", "{:.1f}"),
-    ("colorfulness_difference", "out − GT", "{:+.1f}"),
-    ("colorfulness_gap", "gap ↓", "{:.1f}"),
-    ("ab_auc", "AuC ↑", "{:.4f}"),
-)
-
-METRIC_NOTES = """\
-- **PSNR**: peak signal-to-noise ratio of the RGB output against the photo (data range 1), in dB; higher is closer.
-- **SSIM**: structural similarity (Gaussian window 11, σ = 1.5), mean over pixels and RGB channels; 1 is identical.
-- **colourfulness**: Hasler & Süsstrunk 2003 on the 0–255 scale (0 = gray; ~33 moderately, ~59 quite colourful).
-- **out − GT**, **gap**: the output's colourfulness minus the photo's, and its absolute value; a washed-out
-  (sepia, desaturated) model has a large negative difference.
-- **AuC**: Zhang et al. 2016 — the fraction of pixels whose ab error is within t, integrated over t = 0…150 and
-  normalised to 0–1; 1 means every pixel's colour is exact.
-"""
-
-
-class EvalError(ValueError):
-    """An evaluation that cannot run (missing folder, no images); the message is one line."""
+# the per-image scores are those `colorgan.metrics.METRICS` describes, in its order
+METRIC_NOTES = "\n".join(f"- **{metric.label}**: {metric.description}" for metric in METRICS.values()) + "\n"
 
 
 @dataclass
@@ -125,7 +99,7 @@ class EvalReport:
         """Mean of each score over the images (NaN when there are none)."""
         return {
             key: float(np.mean([getattr(row, key) for row in self.rows])) if self.rows else float("nan")
-            for key, _, _ in COLUMNS
+            for key in METRICS
         }
 
     def far_ab_error_change(self) -> float | None:
@@ -152,7 +126,7 @@ class EvalReport:
     def to_dict(self) -> dict:
         """The run's settings and mean scores, for `--summary-json`.
 
-        Its "evaluation" entry has the fields of `colorgan.hub.Evaluation`, ready for a model
+        Its "evaluation" entry has the fields of `hub_card.Evaluation`, ready for a model
         card's `training_facts.json` "evaluations" list.
         """
         evaluation = dict(dataset=self.data_dir, metrics=self.means(), num_images=len(self.rows), hints=self.hints)
@@ -174,21 +148,6 @@ class EvalReport:
 
 
 # ----------------------------------------------------------------------------- inputs
-def list_images(data_dir: str | os.PathLike) -> list[Path]:
-    """The image files directly inside a folder, sorted by name.
-
-    Raises:
-        EvalError: the folder does not exist or holds no image files.
-    """
-    folder = Path(data_dir)
-    if not folder.is_dir():
-        raise EvalError(f"{folder}: no such folder")
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if not paths:
-        raise EvalError(f"{folder}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder")
-    return paths
-
-
 def grayscale_version(truth: torch.Tensor) -> torch.Tensor:
     """The photo a black-and-white camera would have taken: the photo's L*, with a* = b* = 0.
 
@@ -203,29 +162,6 @@ def grayscale_version(truth: torch.Tensor) -> torch.Tensor:
     # ab = 0 is neutral, so R, G and B agree to ~1e-4; average them to make it exactly gray
     gray = gray.mean(dim=1, keepdim=True).expand(-1, 3, -1, -1)
     return (gray * 255).round().to(torch.uint8)
-
-
-def sample_hints(truth: torch.Tensor, count: int, generator: torch.Generator, radius: int = 1) -> list[Hint]:
-    """`count` hint points at random pixels, each coloured like the ground truth around it.
-
-    Args:
-        truth: (1, 3, H, W) ground-truth RGB float in [0, 1].
-        count: number of points.
-        generator: the random source (seed it for repeatable hints).
-        radius: the colour is the mean of the (2 radius + 1)^2 patch around the point (clipped to the image).
-
-    Returns:
-        `Hint(x, y, (r, g, b))` points at pixel centres, in the image's pixel coordinates.
-    """
-    height, width = truth.shape[-2:]
-    columns = torch.randint(0, width, (count,), generator=generator).tolist()
-    rows = torch.randint(0, height, (count,), generator=generator).tolist()
-    points = []
-    for column, row in zip(columns, rows):
-        patch = truth[0, :, max(row - radius, 0) : row + radius + 1, max(column - radius, 0) : column + radius + 1]
-        red, green, blue = (patch.float().mean(dim=(1, 2)) * 255).round().to(torch.uint8).tolist()
-        points.append(Hint(column + 0.5, row + 0.5, (red, green, blue)))
-    return points
 
 
 def _hint_generator(seed: int, name: str) -> torch.Generator:
@@ -328,19 +264,17 @@ def evaluate(
             far-from-hints comparison does not colorize every photo again for each number of hints.
 
     Raises:
-        EvalError: missing folder or no images.
+        ImageError: missing folder or no images.
     """
     outputs_without_hints = {} if outputs_without_hints is None else outputs_without_hints
     if baseline is not None and baseline not in BASELINES:
         raise ValueError(f"unknown baseline {baseline!r}; choose from {', '.join(BASELINES)}")
     if colorizer is None and baseline is None:
         raise ValueError("evaluate needs a colorizer unless baseline='gray'")
-    if hints < 0:
-        raise ValueError(f"hints must be >= 0, got {hints}")
+    HINT_POINTS.check(hints)
     if render_size is None:
         render_size = colorizer.default_render_size if colorizer is not None else 512
-    if not MIN_RENDER_SIZE <= render_size <= MAX_RENDER_SIZE:
-        raise ValueError(f"render_size must be between {MIN_RENDER_SIZE} and {MAX_RENDER_SIZE}, got {render_size}")
+    RENDER_SIZE.check(render_size)
     if baseline is not None:
         hints = 0  # the baseline has no model to hint
     paths = list_images(data_dir)[:limit]
@@ -350,9 +284,6 @@ def evaluate(
     report = EvalReport(label, model_name, str(data_dir), hints, baseline, render_size, seed)
     device = colorizer.device if colorizer is not None and baseline is None else torch.device("cpu")
     started = time.perf_counter()
-
-    from tqdm import tqdm
-
     for path in tqdm(paths, desc=label, unit="img", disable=not progress, file=sys.stderr):
         try:
             truth, gray_image, output_image, points = _colorize_from_gray(
@@ -371,7 +302,7 @@ def evaluate(
                 scores.far_ab_error, scores.far_ab_error_no_hints = mean_ab_errors([output, plain], truth, far)
             report.rows.append(scores)
         except (ValueError, OSError) as error:  # ImageError is a ValueError
-            message = _first_line(error)
+            message = one_line(error)
             report.skipped.append((path.name, message))
             tqdm.write(f"skipped {path.name}: {message}", file=sys.stderr)
             continue
@@ -410,26 +341,26 @@ def _header(report: EvalReport) -> list[str]:
 
 def _per_image_table(report: EvalReport) -> list[str]:
     lines = [
-        _table_row(["image", "size"] + [title for _, title, _ in COLUMNS]),
-        _table_row(["---", "---"] + ["---:"] * len(COLUMNS)),
+        _table_row(["image", "size"] + [metric.column for metric in METRICS.values()]),
+        _table_row(["---", "---"] + ["---:"] * len(METRICS)),
     ]
     for row in report.rows:
-        cells = [fmt.format(getattr(row, key)) for key, _, fmt in COLUMNS]
+        cells = [metric.format.format(getattr(row, key)) for key, metric in METRICS.items()]
         lines.append(_table_row([row.name, f"{row.width}×{row.height}"] + cells))
     means = report.means()
-    cells = [f"**{fmt.format(means[key])}**" for key, _, fmt in COLUMNS]
+    cells = [f"**{metric.format.format(means[key])}**" for key, metric in METRICS.items()]
     lines.append(_table_row([f"**mean of {len(report.rows)}**", ""] + cells))
     return lines
 
 
 def _summary_table(reports: Sequence[EvalReport]) -> list[str]:
     lines = [
-        _table_row(["run", "images"] + [title for _, title, _ in COLUMNS]),
-        _table_row(["---", "---:"] + ["---:"] * len(COLUMNS)),
+        _table_row(["run", "images"] + [metric.column for metric in METRICS.values()]),
+        _table_row(["---", "---:"] + ["---:"] * len(METRICS)),
     ]
     for report in reports:
         means = report.means()
-        cells = [fmt.format(means[key]) for key, _, fmt in COLUMNS]
+        cells = [metric.format.format(means[key]) for key, metric in METRICS.items()]
         lines.append(_table_row([report.label, str(len(report.rows))] + cells))
     return lines
 
@@ -523,119 +454,3 @@ def write_report(
         make_grid(report).save(grid_png)
         grid_link = Path(os.path.relpath(grid_png.resolve(), out_md.parent.resolve())).as_posix()
     out_md.write_text(render_markdown(report, grid_link), encoding="utf-8")
-
-
-# ----------------------------------------------------------------------------- command line
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
-def run_eval(args: argparse.Namespace) -> int:
-    try:
-        list_images(args.data)
-    except EvalError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    models = args.model or ([] if args.baseline else [None])  # no --model: the bundled starter model
-    colorizers = []
-    for model in models:
-        try:
-            colorizers.append(Colorizer.from_pretrained(model, device=args.device, backend=args.backend))
-        except (CheckpointError, OSError, ValueError) as error:
-            print(f"error: {_first_line(error)}", file=sys.stderr)
-            return 2
-        except (RuntimeError, AssertionError) as error:  # torch's answer to a device that is not there
-            print(f"error: cannot run on device {args.device!r}: {_first_line(error)}", file=sys.stderr)
-            return 2
-    runs = [dict(colorizer=None, baseline=args.baseline, model_name=None, hints=0)] if args.baseline else []
-    runs += [
-        # no --model: the bundled starter model, named by its folder
-        dict(colorizer=colorizer, baseline=None, model_name=str(model or STARTER_MODEL), hints=hints)
-        for model, colorizer in zip(models, colorizers)
-        for hints in args.hints
-    ]
-    reports = []
-    without_hints: dict[int, dict] = {}  # per colorizer: its outputs without hints, shared by its runs
-    for run in runs:
-        report = evaluate(
-            outputs_without_hints=without_hints.setdefault(id(run["colorizer"]), {}),
-            data_dir=args.data,
-            render_size=args.render_size,
-            seed=args.seed,
-            limit=args.limit,
-            progress=sys.stderr.isatty(),
-            **run,
-        )
-        if not report.rows:
-            print(f"error: {args.data}: none of the {len(report.skipped)} images could be read", file=sys.stderr)
-            return 2
-        print(report.summary_line())
-        reports.append(report)
-    if len(args.hints) > 1 and any(report.baseline is None for report in reports):
-        print("\nPSNR versus hints:\n" + "\n".join(hint_curve(reports)))
-    grid = args.grid or Path(args.out).with_name(Path(args.out).stem + "_grid.png")
-    write_report(reports, args.out, grid)
-    if args.summary_json:
-        Path(args.summary_json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.summary_json).write_text(json.dumps({"runs": [r.to_dict() for r in reports]}, indent=2) + "\n")
-    print(f"wrote {args.out} and {grid}", file=sys.stderr)
-    return 0
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _render_size(text: str) -> int:
-    value = int(text)
-    if not MIN_RENDER_SIZE <= value <= MAX_RENDER_SIZE:
-        raise argparse.ArgumentTypeError(f"must be between {MIN_RENDER_SIZE} and {MAX_RENDER_SIZE}, got {value}")
-    return value
-
-
-def add_eval_parser(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "eval",
-        help="score a model (or the gray baseline) on a folder of colour photos; writes a markdown report and a grid",
-        description="Colorize every photo of --data from its grayscale version and report PSNR, SSIM, "
-        "colourfulness, the colourfulness gap to the photo and the ab AuC, per image and on average. "
-        "Several --model, --hints values and --baseline gray give one run each, summarised in one report.",
-    )
-    parser.add_argument("--data", required=True, help="folder of colour photos (the ground truth)")
-    parser.add_argument(
-        "--model", action="append", help="model folder or Hub repo id; repeat to compare models (default: the starter)"
-    )
-    parser.add_argument(
-        "--baseline", choices=BASELINES, help="also score the no-colour output (ab = 0); no model needed"
-    )
-    parser.add_argument(
-        "--hints",
-        type=_non_negative_int,
-        nargs="+",
-        default=[0],
-        help="hint points per image, coloured from the ground truth; several values give one run each (default 0)",
-    )
-    parser.add_argument("--out", default="eval_report.md", help="markdown report (default eval_report.md)")
-    parser.add_argument("--grid", help="grid PNG (default: <out>_grid.png beside the report)")
-    parser.add_argument("--summary-json", help="also write each run's settings and mean scores as JSON here")
-    parser.add_argument(
-        "--render-size", type=_render_size, help="long side the model runs at (default: the model's own)"
-    )
-    parser.add_argument("--device", help="cpu, cuda, cuda:1, mps (default: the best available)")
-    parser.add_argument(
-        "--backend", choices=BACKENDS, default="torch", help="what runs the generator (default torch; onnx ones on cpu)"
-    )
-    parser.add_argument("--limit", type=_positive_int, help="score only the first N images (sorted by name)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the hint positions (default 0)")
-    parser.set_defaults(handler=run_eval)
