@@ -38,10 +38,10 @@ class TemporalSettings:
         hint_threshold: flow confidence below which a carried hint pixel is dropped.
     """
 
-    # measured (README, "Video"): 0.7, 0.85 and 0.95 left 36%, 25% and 19% of the per-frame flicker on
+    # measured (docs/quality.md, "Video flicker"): 0.7, 0.85 and 0.95 left 36%, 25% and 19% of the per-frame flicker on
     # synthetic pans and zooms, 30% and 23% (0.85, 0.95) on real clips, PSNR rising with it each time
     memory: float = 0.95
-    # measured (docs in README): within a shot, consecutive distances stay below 0.08 on synthetic pans
+    # measured (docs/quality.md): within a shot, consecutive distances stay below 0.08 on synthetic pans
     # and zooms and below 0.18 on real footage (a hand-held camera at 2 fps); the shot/reverse-shot cuts
     # of a dialogue measured 0.22-0.32, cuts between different photos 0.3 and up
     cut_threshold: float = 0.2
