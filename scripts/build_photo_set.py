@@ -1,4 +1,4 @@
-"""Build a folder of extra real colour photographs from Debian packages, for training.
+"""Build a folder of extra real colour photographs, for training: from Debian packages and git snapshots.
 
 The same tooling as /work/shared/photos (see its README): photos are taken from Debian
 packages that ship them (wallpapers, education data, documentation samples, photo-tool
@@ -14,7 +14,7 @@ each, list image files (also inside Qt .rcc resource bundles, where GCompris kee
 photos), and keep only real colour photographs:
 
 - reserved: the (package, path) is in EXCLUDE.tsv;
-- near duplicates (DCT perceptual hash, Hamming distance <= PHASH_MAX_DISTANCE) of a reserved
+- near duplicates (`imagehash.phash`, Hamming distance <= PHASH_MAX_DISTANCE) of a reserved
   photo or of a val/ photo (so both stay unseen), or already in the train/ set;
 - tiny: short side under --min-side (default MIN_SHORT_SIDE);
 - transparent: more than MAX_TRANSPARENT of the pixels are see-through (cut-outs, icons);
@@ -22,10 +22,26 @@ photos), and keep only real colour photographs:
 - few colours / flat: too few distinct colours or too many perfectly flat pixels, the marks
   of illustrations, renders and screenshots (JPEG noise alone does not give a photo's texture);
 - duplicates within the new set: of near-identical images (the same wallpaper at several
-  resolutions) only the largest is kept.
+  resolutions) only the largest is kept;
+- over-cap: beyond a git source's cap of kept photos.
+
+Git snapshots (`--git-source-list scripts/photo_git_sources.tsv`): public repositories that
+commit real photos (Caltech-101, UTKFace, ImageNet samples, super-resolution and denoising
+benchmarks, ...). Each is read from a fetched bare git directory or a work tree under
+--mirror-root (`<owner>+<name>/repo`), or cloned (`git clone --depth 1 --bare`) into the cache
+when it is not on disk. The image files under the listed path prefixes of HEAD are candidates,
+judged by the same filters and hashes as the package photos, and recorded with repository,
+commit, path, licence and licence class (permissive / research-only). A per-source cap keeps a
+low-variety source (the clothing photos) from dominating. With --skip-packages only the git
+sources are built; the packages of EXCLUDE.tsv are still unpacked, because their reserved photos
+must be hashed to be left out.
+
+    python scripts/build_photo_set.py --skip-packages --git-source-list scripts/photo_git_sources.tsv \
+        --output /work/photo-build/git-photos
 
 Every candidate and the reason it was rejected (if any) is written to REJECTED.tsv beside
-MANIFEST.tsv, so the filters can be audited. The output folder streams unchanged with
+MANIFEST.tsv, so the filters can be audited. --training-data writes the manifest of every
+training photo (the new ones and those of train/), with each photo's 16-hex-digit pHash. The output folder streams unchanged with
 `train_accelerate.py --dataset FOLDER` (a folder of images; the .tsv files are ignored).
 """
 from __future__ import annotations
@@ -47,6 +63,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import imagehash
 import numpy as np
 import torch
 from PIL import Image
@@ -64,7 +81,7 @@ MAX_FLAT = 0.75  # fraction of pixels equal to both right and lower neighbours
 PHASH_MAX_DISTANCE = 10  # of 64 bits; see docs/photo_set.md for the measured distances
 SKIP_REASONS = (
     "reserved", "near-reserved", "near-val", "in-set", "near-train", "undecodable", "tiny",
-    "transparent", "grayscale", "few-colours", "flat", "duplicate",
+    "transparent", "grayscale", "few-colours", "flat", "duplicate", "missing", "over-cap",
 )
 LABEL_KEYWORDS = {
     "animal": "animal bird cat dog horse cow pig sheep goat fish insect bee butterfly dragonfly ladybird "
@@ -87,23 +104,17 @@ LABEL_KEYWORDS = {
 
 # --------------------------------------------------------------------------- perceptual hash
 
-def _dct_matrix(size: int) -> np.ndarray:
-    """Orthonormal DCT-II basis, (size, size): row k is frequency k."""
-    k, n = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
-    basis = np.cos(np.pi * (2 * n + 1) * k / (2 * size)) * np.sqrt(2 / size)
-    basis[0] /= np.sqrt(2)
-    return basis
-
-
-_DCT32 = _dct_matrix(32)
-
-
 def phash(image: Image.Image) -> int:
-    """64-bit DCT perceptual hash: the 8x8 lowest frequencies of a 32x32 gray copy vs their median."""
-    gray = np.asarray(image.convert("L").resize((32, 32), Image.Resampling.LANCZOS), dtype=np.float64)
-    low = (_DCT32 @ gray @ _DCT32.T)[:8, :8].ravel()  # (64,)
-    bits = low > np.median(low)
-    return int("".join("1" if bit else "0" for bit in bits), 2)
+    """64-bit DCT perceptual hash, `imagehash.phash` (the 8x8 lowest frequencies of a 32x32 gray copy
+    vs their median), as an int. imagehash rather than our own code so that anyone can check the
+    manifest's hashes and the near-duplicate claims with the common tool.
+    """
+    return int(str(imagehash.phash(image)), 16)
+
+
+def phash_hex(value: int) -> str:
+    """The 16-hex-digit form of a pHash, as `str(imagehash.phash(image))` writes it."""
+    return f"{value:016x}"
 
 
 def hamming(a: int, b: int) -> int:
@@ -118,6 +129,32 @@ def nearest(hash_value: int, references: dict[int, str]) -> tuple[int, str]:
         if distance < best[0]:
             best = (distance, name)
     return best
+
+
+class HashIndex:
+    """A growing set of pHashes with a vectorised nearest-neighbour query.
+
+    `nearest` over a dict is a Python loop: fine for the few hundred reference photos, but the
+    within-set duplicate check compares each of 20,000 candidates with every photo kept so far.
+    """
+
+    def __init__(self) -> None:
+        self.hashes = np.zeros(1024, dtype=np.uint64)
+        self.names: list[str] = []
+
+    def nearest(self, hash_value: int) -> tuple[int, str]:
+        """(distance, name) of the closest stored hash; (65, '') when empty."""
+        if not self.names:
+            return 65, ""
+        distances = np.bitwise_count(self.hashes[:len(self.names)] ^ np.uint64(hash_value))
+        index = int(distances.argmin())
+        return int(distances[index]), self.names[index]
+
+    def add(self, hash_value: int, name: str) -> None:
+        if len(self.names) == len(self.hashes):
+            self.hashes = np.concatenate([self.hashes, np.zeros_like(self.hashes)])
+        self.hashes[len(self.names)] = hash_value
+        self.names.append(name)
 
 
 # --------------------------------------------------------------------------- geometry and filters
@@ -406,9 +443,166 @@ def output_name(package: str, inside: str, taken: set[str]) -> str:
     folders = [p for p in parts[:-1] if p.lower() not in ("images", "contents", "image", "resource", "resources")]
     if re.fullmatch(r"\d+x\d+|background|image|wallpaper|\d+", stem) and folders:
         stem = re.sub(r"[^a-z0-9_.-]+", "_", folders[-1].lower()) + "_" + stem
-    name, counter = f"{package}__{stem}.jpg", 2
+    return _unique(f"{package}__{stem}", taken)
+
+
+# --------------------------------------------------------------------------- reading git snapshots
+
+LICENCE_CLASSES = ("permissive", "research-only")
+DEBIAN_LICENCE_CLASS = "permissive"  # every Debian main photo is under a DFSG-free licence (some copyleft)
+GIT_SOURCE_COLUMNS = ("name", "repository", "paths", "skip", "licence", "licence_class", "cap", "label")
+CAP_MARGIN = 1.05  # a capped source is measured until this many times its cap pass the filters
+
+
+@dataclass
+class GitSource:
+    """One row of the git source list (scripts/photo_git_sources.tsv).
+
+    name: short name, the prefix of its output files (`<name>__<path>.jpg`);
+    repository: `owner/name` on GitHub;
+    paths: path prefixes inside the repository whose image files are candidates ("" = all of it);
+    licence, licence_class: the photos' licence as stated, and "permissive" or "research-only";
+    skip: paths matching this regex are not candidates (a duplicated folder, background clutter);
+    cap: keep at most this many photos (a source of little variety), None for all;
+    label: content label of all its photos (else guessed from the path).
+    """
+
+    name: str
+    repository: str
+    paths: tuple[str, ...]
+    licence: str
+    licence_class: str
+    skip: re.Pattern | None = None
+    cap: int | None = None
+    label: str | None = None
+
+    def wants(self, path: str) -> bool:
+        if not path.lower().endswith(PHOTO_SUFFIXES) or not any(path.startswith(prefix) for prefix in self.paths):
+            return False
+        return self.skip is None or not self.skip.search(path)
+
+    def prefix_of(self, path: str) -> str:
+        """The longest listed prefix of `path` (left out of its output file name)."""
+        return max((prefix for prefix in self.paths if path.startswith(prefix)), key=len, default="")
+
+
+def read_git_sources(path: Path) -> list[GitSource]:
+    """The git source list: a TSV whose header names GIT_SOURCE_COLUMNS (`note` and others are
+    ignored); `paths` is comma-separated (`.` = the whole repository); `skip`, `cap` and `label`
+    may be empty; lines starting with `#` are comments."""
+    lines = [line for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+    reader = csv.DictReader(lines, delimiter="\t")
+    missing = set(GIT_SOURCE_COLUMNS) - set(reader.fieldnames or ())
+    if missing:
+        raise ValueError(f"{path}: missing columns {sorted(missing)}")
+    sources = []
+    for row in reader:
+        row = {key: (value or "").strip() for key, value in row.items() if key}
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+", row["repository"]):
+            raise ValueError(f"{path}: bad repository {row['repository']!r} (owner/name)")
+        if not re.fullmatch(r"[a-z0-9_-]+", row["name"]) or any(s.name == row["name"] for s in sources):
+            raise ValueError(f"{path}: bad or repeated name {row['name']!r} (lower-case letters, digits, _ and -)")
+        if row["licence_class"] not in LICENCE_CLASSES:
+            raise ValueError(f"{path}: {row['repository']}: licence_class must be one of {LICENCE_CLASSES}")
+        if row["cap"] and not row["cap"].isdigit():
+            raise ValueError(f"{path}: {row['repository']}: cap must be a whole number")
+        paths = tuple("" if prefix.strip() == "." else prefix.strip() for prefix in row["paths"].split(","))
+        sources.append(GitSource(
+            row["name"], row["repository"], paths, row["licence"], row["licence_class"],
+            skip=re.compile(row["skip"]) if row["skip"] else None, cap=int(row["cap"]) if row["cap"] else None,
+            label=row["label"] or None,
+        ))
+    return sources
+
+
+def _git(git_dir: Path, *arguments: str) -> str:
+    return subprocess.run(["git", "-C", str(git_dir), *arguments], check=True, capture_output=True, text=True).stdout
+
+
+def _is_repository_root(folder: Path) -> bool:
+    """Whether `folder` is itself a bare git directory or the top of a work tree (not a folder
+    inside some other repository, which `git rev-parse` would also accept)."""
+    if not folder.is_dir():
+        return False
+    try:
+        git_dir = Path(_git(folder, "rev-parse", "--absolute-git-dir").strip()).resolve()
+    except subprocess.CalledProcessError:
+        return False
+    return git_dir in (folder.resolve(), (folder / ".git").resolve())
+
+
+def locate_repository(source: GitSource, mirror_root: Path, clone_root: Path, allow_clone: bool) -> Path:
+    """The git directory or work tree of a source: a fetched snapshot `<mirror_root>/<owner>+<name>/repo`
+    (or that folder itself), an earlier clone under `clone_root`, else a fresh shallow bare clone from
+    GitHub (only HEAD is read, so one commit is enough)."""
+    folder = source.repository.replace("/", "+")
+    for candidate in (mirror_root / folder / "repo", mirror_root / folder, clone_root / folder):
+        if _is_repository_root(candidate):
+            return candidate
+    if not allow_clone:
+        raise RuntimeError(f"{source.repository} is not under {mirror_root} (and --no-clone was given)")
+    clone_root.mkdir(parents=True, exist_ok=True)
+    target, partial = clone_root / folder, clone_root / (folder + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    print(f"cloning {source.repository} into {target}", file=sys.stderr, flush=True)
+    subprocess.run(["git", "clone", "--quiet", "--depth", "1", "--bare",
+                    f"https://github.com/{source.repository}.git", str(partial)], check=True)
+    os.replace(partial, target)
+    return target
+
+
+def tree_files(git_dir: Path) -> Iterator[tuple[str, str]]:
+    """(path, blob id) of every file of HEAD."""
+    listing = subprocess.run(["git", "-C", str(git_dir), "ls-tree", "-r", "-z", "HEAD"],
+                             check=True, capture_output=True).stdout
+    for record in listing.split(b"\0"):
+        if not record:
+            continue
+        meta, path = record.split(b"\t", 1)
+        _mode, kind, blob = meta.split()
+        if kind == b"blob":
+            yield path.decode("utf-8", "surrogateescape"), blob.decode()
+
+
+class BlobReader:
+    """Reads blobs through one `git cat-file --batch` process: thousands of files, one process."""
+
+    def __init__(self, git_dir: Path) -> None:
+        self.process = subprocess.Popen(["git", "-C", str(git_dir), "cat-file", "--batch"],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def read(self, blob: str) -> bytes | None:
+        """The blob's bytes; None when it is absent (a snapshot leaves out its largest files)."""
+        self.process.stdin.write(blob.encode() + b"\n")
+        self.process.stdin.flush()
+        header = self.process.stdout.readline().split()
+        if len(header) != 3 or header[1] != b"blob":  # `<id> missing`
+            return None
+        data = self.process.stdout.read(int(header[2]))
+        self.process.stdout.read(1)  # the newline after each blob
+        return data
+
+    def __enter__(self) -> "BlobReader":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.process.stdin.close()
+        self.process.wait()
+
+
+def git_output_name(source_name: str, relative: str, taken: set[str]) -> str:
+    """`<source>__<folders>_<file stem>.jpg`: the folders stay in the name because repositories
+    reuse file names across folders (Caltech-101's `image_0001.jpg` in each of 101 classes)."""
+    parts = [p for p in relative.split("/") if p]
+    parts[-1] = parts[-1].split(".", 1)[0] or parts[-1]  # `9_1_4_2017....jpg.chip.jpg` -> `9_1_4_2017...`
+    stem = re.sub(r"[^a-z0-9_.-]+", "_", "_".join(parts).lower()).strip("_") or "image"
+    return _unique(f"{source_name}__{stem}", taken)
+
+
+def _unique(stem: str, taken: set[str]) -> str:
+    name, counter = f"{stem}.jpg", 2
     while name in taken:
-        name, counter = f"{package}__{stem}-{counter}.jpg", counter + 1
+        name, counter = f"{stem}-{counter}.jpg", counter + 1
     taken.add(name)
     return name
 
@@ -417,7 +611,10 @@ def output_name(package: str, inside: str, taken: set[str]) -> str:
 
 @dataclass
 class Candidate:
-    """An image found in a package; `reason` is empty while it is kept."""
+    """An image found in a package or a git snapshot; `reason` is empty while it is kept.
+
+    For a git photo `package` is the repository (`owner/name`) and `version` the commit.
+    """
 
     package: str
     version: str
@@ -427,10 +624,14 @@ class Candidate:
     license: str
     label: str = "unknown"
     encoded: bytes = b""  # the set's JPEG
-    hash: int = 0
+    hash: int = 0  # pHash of the set's JPEG as written
     features: PhotoFeatures | None = None
     reason: str = ""
     detail: str = ""
+    origin: str = "debian"  # or "git"
+    licence_class: str = DEBIAN_LICENCE_CLASS
+    source_name: str = ""  # a git source's short name (its output file prefix and cap key)
+    name_prefix: str = ""  # the git path prefix left out of the output file name
 
 
 def reference_hashes(shared: Path, exclude_images: dict[str, Image.Image]) -> tuple[dict[int, str], dict[int, str], dict[int, str]]:
@@ -439,6 +640,22 @@ def reference_hashes(shared: Path, exclude_images: dict[str, Image.Image]) -> tu
     val = {phash(open_image(path)): path.name for path in sorted((shared / "val").glob("*.jpg"))}
     train = {phash(open_image(path)): path.name for path in sorted((shared / "train").glob("*.jpg"))}
     return reserved, val, train
+
+
+def decode(candidate: Candidate, data: bytes, min_side: int) -> Image.Image | None:
+    """Read the candidate's size and decode it; None (with reason tiny or undecodable) when it is
+    too small (decided from the header alone) or not a readable image. min_side 0: no size check."""
+    try:
+        with Image.open(io.BytesIO(data)) as header:
+            candidate.width, candidate.height = header.size
+        if min(header.size) < min_side:
+            candidate.reason = "tiny"
+            return None
+        # JPEG decoding at 1/2..1/8 scale when the original is far larger than the set
+        return open_image(data, draft_size=(2 * SET_SHORT_SIDE, 2 * SET_SHORT_SIDE))
+    except (ImageError, OSError, Image.DecompressionBombError):
+        candidate.reason = "undecodable"
+        return None
 
 
 def gather(args: argparse.Namespace, wanted: dict[str, PackageSpec], exclude: set[tuple[str, str]],
@@ -463,17 +680,8 @@ def gather(args: argparse.Namespace, wanted: dict[str, PackageSpec], exclude: se
                 continue
             license_name = (spec.license if spec else None) or copyright_info.license_for(inside)
             candidate = Candidate(package, version, inside, 0, 0, license_name, (spec.label or guess_label(inside)) if spec else "")
-            try:
-                with Image.open(io.BytesIO(data)) as header:
-                    candidate.width, candidate.height = header.size
-                if not reserved and min(header.size) < args.min_side:  # decided without decoding
-                    candidate.reason = "tiny"
-                    candidates.append(candidate)
-                    continue
-                # JPEG decoding at 1/2..1/8 scale when the original is far larger than the set
-                image = open_image(data, draft_size=(2 * SET_SHORT_SIDE, 2 * SET_SHORT_SIDE))
-            except (ImageError, OSError, Image.DecompressionBombError):
-                candidate.reason = "undecodable"
+            image = decode(candidate, data, 0 if reserved else args.min_side)
+            if image is None:
                 if spec is not None:
                     candidates.append(candidate)
                 continue
@@ -491,14 +699,55 @@ def gather(args: argparse.Namespace, wanted: dict[str, PackageSpec], exclude: se
     return candidates, reserved_images
 
 
+def gather_git(args: argparse.Namespace, sources: list[GitSource], references: dict[str, dict[int, str]]) -> list[Candidate]:
+    """Read, measure and judge every wanted image of each git source's HEAD.
+
+    Judged here rather than after all sources (as the package photos are) so that a capped source
+    stops decoding once CAP_MARGIN times its cap have passed the filters: the rest are `over-cap`.
+    """
+    candidates: list[Candidate] = []
+    for source in sources:
+        started = time.monotonic()
+        git_dir = locate_repository(source, args.mirror_root, args.cache / "git", not args.no_clone)
+        commit = _git(git_dir, "rev-parse", "HEAD").strip()
+        files = sorted((path, blob) for path, blob in tree_files(git_dir) if source.wants(path))
+        passed = 0
+        with BlobReader(git_dir) as blobs:
+            for path, blob in files:
+                candidate = Candidate(
+                    source.repository, commit, path, 0, 0, source.licence,
+                    source.label or guess_label(path.replace("/", "_")),
+                    origin="git", licence_class=source.licence_class, source_name=source.name,
+                    name_prefix=source.prefix_of(path),
+                )
+                candidates.append(candidate)
+                if source.cap is not None and passed >= source.cap * CAP_MARGIN:
+                    candidate.reason = "over-cap"
+                    continue
+                data = blobs.read(blob)
+                if data is None:
+                    candidate.reason = "missing"
+                    continue
+                image = decode(candidate, data, args.min_side)
+                if image is None:
+                    continue
+                measure(candidate, image)
+                judge([candidate], references)
+                passed += not candidate.reason
+        print(f"{source.repository} {commit[:12]}: {len(files)} images, {passed} pass the filters "
+              f"({time.monotonic() - started:.0f} s)", file=sys.stderr, flush=True)
+    return candidates
+
+
 def measure(candidate: Candidate, image: Image.Image) -> None:
-    """Fill in the photo features, the set's JPEG and its pHash."""
+    """Fill in the photo features, the set's JPEG and its pHash (of the JPEG as written, so that
+    the manifest's hash is what anyone gets from the file)."""
     candidate.features = photo_features(image)
     fitted = fit_to_set(image.convert("RGB"))
-    candidate.hash = phash(fitted)
     buffer = io.BytesIO()
     fitted.save(buffer, format="JPEG", quality=SET_JPEG_QUALITY)
     candidate.encoded = buffer.getvalue()
+    candidate.hash = phash(Image.open(io.BytesIO(candidate.encoded)))
 
 
 def judge(candidates: list[Candidate], references: dict[str, dict[int, str]]) -> None:
@@ -522,50 +771,85 @@ def judge(candidates: list[Candidate], references: dict[str, dict[int, str]]) ->
 
 def drop_duplicates(candidates: list[Candidate]) -> None:
     """Of near-identical kept candidates (the same wallpaper at several sizes), keep the largest."""
-    kept: dict[int, str] = {}
+    kept = HashIndex()
     for candidate in sorted(candidates, key=lambda c: (-(c.width * c.height), c.package, c.inside)):
         if candidate.reason:
             continue
-        distance, name = nearest(candidate.hash, kept)
+        distance, name = kept.nearest(candidate.hash)
         if distance <= PHASH_MAX_DISTANCE:
             candidate.reason, candidate.detail = "duplicate", f"{name} (distance {distance})"
         else:
-            kept[candidate.hash] = f"{candidate.package}:{candidate.inside}"
+            kept.add(candidate.hash, f"{candidate.package}:{candidate.inside}")
+
+
+def enforce_caps(candidates: list[Candidate], sources: list[GitSource]) -> None:
+    """Reject a capped git source's kept photos beyond its cap (in path order), after the duplicates went."""
+    caps = {source.name: source.cap for source in sources if source.cap is not None}
+    kept: Counter[str] = Counter()
+    for candidate in sorted(candidates, key=lambda c: (c.package, c.inside)):
+        if candidate.reason or candidate.source_name not in caps:
+            continue
+        kept[candidate.source_name] += 1
+        if kept[candidate.source_name] > caps[candidate.source_name]:
+            candidate.reason = "over-cap"
 
 
 def build(args: argparse.Namespace) -> None:
     start = time.monotonic()
     shared = args.shared
-    wanted = {spec.name: spec for spec in read_packages(args.packages)}
+    wanted = {} if args.skip_packages else {spec.name: spec for spec in read_packages(args.packages)}
+    sources = read_git_sources(args.git_source_list) if args.git_source_list else []
     exclude = {(row["source_package"], row["original_path_inside_package"]) for row in read_tsv(shared / "EXCLUDE.tsv")}
     existing = {
         (row["source_package"], row["original_path_inside_package"])
         for split in ("train", "val") for row in read_tsv(shared / f"MANIFEST-{split}.tsv")
     }
     args.cache.mkdir(parents=True, exist_ok=True)
-    if not args.no_update:
+    if not args.no_update and (wanted or exclude):
         subprocess.run(["apt-get", "update", "-qq"], check=True)
     candidates, reserved_images = gather(args, wanted, exclude, existing)
     missing = {f"{pkg}:{path}" for pkg, path in exclude} - set(reserved_images)
     if missing:
         raise SystemExit(f"error: {len(missing)} reserved photos not found in their packages, e.g. {sorted(missing)[0]}")
     reserved_hashes, val_hashes, train_hashes = reference_hashes(shared, reserved_images)
-    judge(candidates, {"near-reserved": reserved_hashes, "near-val": val_hashes, "near-train": train_hashes})
+    references = {"near-reserved": reserved_hashes, "near-val": val_hashes, "near-train": train_hashes}
+    judge(candidates, references)
+    candidates += gather_git(args, sources, references)
     drop_duplicates(candidates)
-    write_output(args.output, candidates)
+    enforce_caps(candidates, sources)
+    kept = write_output(args.output, candidates)
+    if args.training_data:
+        write_training_data(args.training_data, training_rows(shared, args.output.name, kept))
+    report(candidates, kept, val_hashes, time.monotonic() - start)
+
+
+def report(candidates: list[Candidate], kept: list[tuple[str, Candidate]], val_hashes: dict[int, str], seconds: float) -> None:
+    """Print the counts a reader of the build wants: kept per source and licence class, rejections by reason,
+    and how close the nearest kept photo comes to a val/ photo."""
     counts = Counter(c.reason or "kept" for c in candidates)
-    print(f"{counts['kept']} photos kept of {len(candidates)} candidates in {time.monotonic() - start:.0f} s; "
+    print(f"{counts['kept']} photos kept of {len(candidates)} candidates in {seconds:.0f} s; "
           + ", ".join(f"{reason} {counts[reason]}" for reason in SKIP_REASONS if counts[reason]))
+    for source, number in sorted(Counter(c.package for _, c in kept).items()):
+        print(f"  {source}: {number}")
+    print("  by licence class: " + ", ".join(f"{name} {n}" for name, n in sorted(Counter(c.licence_class for _, c in kept).items())))
+    if kept and val_hashes:
+        distance, name = min((nearest(c.hash, val_hashes)[0], f"{c.package}:{c.inside}") for _, c in kept)
+        print(f"  nearest kept photo to a val/ photo: {distance} bits ({name})")
 
 
-def write_output(output: Path, candidates: list[Candidate]) -> None:
-    """Write the JPEGs, MANIFEST.tsv and REJECTED.tsv into a fresh temporary folder, then swap it in."""
+def write_output(output: Path, candidates: list[Candidate]) -> list[tuple[str, Candidate]]:
+    """Write the JPEGs, MANIFEST.tsv and REJECTED.tsv into a fresh temporary folder, then swap it in.
+
+    Returns:
+        (file name, candidate) of every kept photo.
+    """
     staging = output.with_name(output.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     taken: set[str] = set()
+    kept: list[tuple[str, Candidate]] = []
     manifest = [["file", "source_package", "original_path_inside_package", "original_width", "original_height",
-                 "license", "label", "package_version"]]
+                 "license", "label", "package_version", "origin", "licence_class", "phash"]]
     rejected = [["source_package", "original_path_inside_package", "original_width", "original_height", "reason",
                  "detail", "chroma", "colours", "flat", "transparent"]]
     for candidate in sorted(candidates, key=lambda c: (c.package, c.inside)):
@@ -575,10 +859,15 @@ def write_output(output: Path, candidates: list[Candidate]) -> None:
             rejected.append([candidate.package, candidate.inside, str(candidate.width), str(candidate.height),
                              candidate.reason, candidate.detail, *measured])
             continue
-        name = output_name(candidate.package, candidate.inside, taken)
+        if candidate.origin == "git":
+            name = git_output_name(candidate.source_name, candidate.inside.removeprefix(candidate.name_prefix), taken)
+        else:
+            name = output_name(candidate.package, candidate.inside, taken)
         (staging / name).write_bytes(candidate.encoded)
+        kept.append((name, candidate))
         manifest.append([name, candidate.package, candidate.inside, str(candidate.width), str(candidate.height),
-                         candidate.license, candidate.label, candidate.version])
+                         candidate.license, candidate.label, candidate.version, candidate.origin,
+                         candidate.licence_class, phash_hex(candidate.hash)])
     for file_name, rows in (("MANIFEST.tsv", manifest), ("REJECTED.tsv", rejected)):
         with open(staging / file_name, "w", newline="") as handle:
             csv.writer(handle, delimiter="\t", lineterminator="\n").writerows(rows)
@@ -590,6 +879,46 @@ def write_output(output: Path, candidates: list[Candidate]) -> None:
         shutil.rmtree(old)
     else:
         os.replace(staging, output)
+    return kept
+
+
+TRAINING_DATA_COLUMNS = ("file", "folder", "origin", "source", "commit", "path", "width", "height",
+                         "licence", "licence_class", "label", "phash")
+
+
+def training_rows(shared: Path, folder: str, kept: list[tuple[str, Candidate]]) -> list[dict[str, str]]:
+    """One row per training photo: the photos of train/ (training reads them too) and the new ones.
+
+    Args:
+        folder: the new photos' folder name, written in the `folder` column (train/'s rows say `train`).
+    """
+    rows = []
+    for row in read_tsv(shared / "MANIFEST-train.tsv"):
+        rows.append({
+            "file": row["file"], "folder": "train", "origin": "debian", "source": row["source_package"],
+            "commit": "", "path": row["original_path_inside_package"], "width": row["original_width"],
+            "height": row["original_height"], "licence": row["license"], "licence_class": DEBIAN_LICENCE_CLASS,
+            "label": row["label"], "phash": phash_hex(phash(open_image(shared / "train" / row["file"]))),
+        })
+    for name, candidate in kept:
+        rows.append({
+            "file": name, "folder": folder, "origin": candidate.origin, "source": candidate.package,
+            "commit": candidate.version if candidate.origin == "git" else "", "path": candidate.inside,
+            "width": str(candidate.width), "height": str(candidate.height), "licence": candidate.license,
+            "licence_class": candidate.licence_class, "label": candidate.label, "phash": phash_hex(candidate.hash),
+        })
+    return rows
+
+
+def write_training_data(path: Path, rows: list[dict[str, str]]) -> None:
+    """Write the training manifest (TRAINING_DATA_COLUMNS) through a temporary file, so a failed run leaves the old one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, TRAINING_DATA_COLUMNS, delimiter="\t", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(partial, path)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -597,15 +926,30 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", type=Path, required=True, help="folder to write (replaced atomically)")
     parser.add_argument("--packages", type=Path, default=here / "photo_packages.txt", help="package list")
+    parser.add_argument("--skip-packages", action="store_true",
+                        help="build no package photos, only the git sources (EXCLUDE.tsv's packages are still "
+                             "unpacked: their reserved photos must be hashed)")
+    parser.add_argument("--git-source-list", type=Path,
+                        help="TSV of git sources (e.g. scripts/photo_git_sources.tsv); none when left out")
+    parser.add_argument("--mirror-root", type=Path, default=Path("/work/.mirror"),
+                        help="where fetched snapshots are: <owner>+<name>/repo, a bare git directory or a work tree")
+    parser.add_argument("--no-clone", action="store_true",
+                        help="fail instead of cloning from GitHub a repository that is not under --mirror-root")
+    parser.add_argument("--training-data", type=Path,
+                        help="also write this manifest of every training photo, train/'s and the new ones "
+                             "(e.g. colorgan/pretrained/starter/training_data.tsv)")
     parser.add_argument("--shared", type=Path, default=here.parent.parent / "shared" / "photos",
                         help="the existing set: EXCLUDE.tsv, MANIFEST-*.tsv, train/, val/")
-    parser.add_argument("--cache", type=Path, default=Path("/work/photo-build/cache"), help="where .deb files are kept")
+    parser.add_argument("--cache", type=Path, default=Path("/work/photo-build/cache"),
+                        help="where .deb files (and clones of git sources not on disk) are kept")
     parser.add_argument("--min-side", type=int, default=MIN_SHORT_SIDE, help="drop originals with a shorter short side")
     parser.add_argument("--no-update", action="store_true", help="skip `apt-get update`")
     args = parser.parse_args(argv)
     for needed in ("EXCLUDE.tsv", "MANIFEST-train.tsv", "MANIFEST-val.tsv", "train", "val"):
         if not (args.shared / needed).exists():
             parser.error(f"{args.shared / needed} not found (pass --shared)")
+    if args.skip_packages and not args.git_source_list:
+        parser.error("--skip-packages leaves nothing to build without --git-source-list")
     try:
         build(args)
     except (subprocess.CalledProcessError, RuntimeError, ValueError, OSError) as error:

@@ -1,4 +1,5 @@
-"""The photo-set builder's pure functions: no network, no apt, synthetic images only."""
+"""The photo-set builder: its pure functions, and whole builds from tiny git repositories made in a
+temporary folder. No network, no apt, synthetic images only."""
 import importlib.util
 import io
 import struct
@@ -6,6 +7,7 @@ import sys
 import zlib
 from pathlib import Path
 
+import imagehash
 import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
@@ -229,3 +231,144 @@ def test_output_name(inside, expected):
 @pytest.mark.parametrize("path,label", [("/x/red_fox.jpg", "animal"), ("/x/hamburger.jpg", "food"), ("/x/abzug.jpg", "unknown")])
 def test_guess_label(path, label):
     assert build_photo_set.guess_label(path) == label
+
+
+# --------------------------------------------------------------------------- git snapshots
+
+def _git(cwd: Path, *arguments: str) -> str:
+    import subprocess
+    return subprocess.run(["git", "-c", "user.name=test", "-c", "user.email=test@example.com", *arguments],
+                          cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def _save(image: Image.Image, path: Path, **save_args) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, **save_args)
+
+
+SOURCE_HEADER = "name\trepository\tpaths\tskip\tlicence\tlicence_class\tcap\tlabel\tnote\n"
+
+
+@pytest.fixture
+def tiny_world(tmp_path):
+    """A fake shared/photos (1 train, 1 val photo, nothing reserved) and a git work tree holding
+    photos, a gray one, a near-copy of the val photo, an exact copy, a tiny one and non-candidates."""
+    fit = build_photo_set.fit_to_set
+    shared = tmp_path / "shared"
+    _save(fit(photo_like(20)), shared / "val" / "pkg__val.jpg", quality=92)
+    _save(fit(photo_like(21)), shared / "train" / "pkg__train.jpg", quality=92)
+    columns = "file\tsource_package\toriginal_path_inside_package\toriginal_width\toriginal_height\tlicense\tlabel\n"
+    (shared / "MANIFEST-val.tsv").write_text(columns + "pkg__val.jpg\tpkg\t/usr/share/pkg/val.jpg\t480\t320\tGPL-3+\tunknown\n")
+    (shared / "MANIFEST-train.tsv").write_text(columns + "pkg__train.jpg\tpkg\t/usr/share/pkg/train.jpg\t480\t320\tCC0-1.0\tanimal\n")
+    (shared / "EXCLUDE.tsv").write_text("source_package\toriginal_path_inside_package\n")
+
+    repo = tmp_path / "mirror" / "someone+photos" / "repo"
+    photos = repo / "pics"
+    _save(photo_like(1), photos / "cat" / "image_0001.jpg", quality=95)
+    _save(photo_like(2), photos / "dog" / "image_0001.png")
+    _save(photo_like(3, size=(300, 500)), photos / "dog" / "image_0002.jpg", quality=95)
+    (photos / "dog" / "copy_of_cat.jpg").write_bytes((photos / "cat" / "image_0001.jpg").read_bytes())
+    _save(photo_like(7).convert("L").convert("RGB"), photos / "gray.jpg", quality=95)
+    _save(reencode(photo_like(20), 0.8, "JPEG", quality=70), photos / "near_val.jpg", quality=95)
+    _save(photo_like(9, size=(120, 90)), photos / "tiny.jpg", quality=95)
+    (photos / "notes.txt").write_text("not an image")
+    _save(photo_like(10), repo / "other" / "outside_prefix.jpg", quality=95)
+    _save(photo_like(11), photos / "skipped" / "x.jpg", quality=95)
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "photos")
+    sources = tmp_path / "sources.tsv"
+    sources.write_text("# a comment\n" + SOURCE_HEADER
+                       + "fake\tsomeone/photos\tpics/\t^pics/skipped/\tCC-BY-4.0\tpermissive\t\t\tnote\n")
+    return tmp_path, shared, repo, sources
+
+
+def test_git_source_build(tiny_world):
+    tmp_path, shared, repo, sources = tiny_world
+    output, training_data = tmp_path / "out", tmp_path / "training_data.tsv"
+    build_photo_set.main([
+        "--output", str(output), "--skip-packages", "--git-source-list", str(sources),
+        "--mirror-root", str(tmp_path / "mirror"), "--no-clone", "--no-update",
+        "--shared", str(shared), "--cache", str(tmp_path / "cache"), "--training-data", str(training_data),
+    ])
+    commit = _git(repo, "rev-parse", "HEAD").strip()
+    rejected = {row["original_path_inside_package"]: row["reason"] for row in build_photo_set.read_tsv(output / "REJECTED.tsv")}
+    assert rejected == {
+        "pics/gray.jpg": "grayscale", "pics/near_val.jpg": "near-val", "pics/tiny.jpg": "tiny",
+        "pics/dog/copy_of_cat.jpg": "duplicate",  # same size as cat/image_0001.jpg, which sorts first
+    }
+    rows = build_photo_set.read_tsv(training_data)
+    assert list(rows[0]) == list(build_photo_set.TRAINING_DATA_COLUMNS)
+    train_row, *git_rows = rows
+    assert (train_row["file"], train_row["folder"], train_row["source"], train_row["licence"]) == ("pkg__train.jpg", "train", "pkg", "CC0-1.0")
+    assert {row["path"]: row["file"] for row in git_rows} == {
+        "pics/cat/image_0001.jpg": "fake__cat_image_0001.jpg",
+        "pics/dog/image_0001.png": "fake__dog_image_0001.jpg",
+        "pics/dog/image_0002.jpg": "fake__dog_image_0002.jpg",
+    }
+    val_hash = build_photo_set.phash(Image.open(shared / "val" / "pkg__val.jpg"))
+    for row in git_rows:
+        assert (row["folder"], row["origin"], row["source"], row["commit"]) == ("out", "git", "someone/photos", commit)
+        assert (row["licence"], row["licence_class"]) == ("CC-BY-4.0", "permissive")
+        assert len(row["phash"]) == 16 and int(row["phash"], 16) >= 0
+        with Image.open(output / row["file"]) as written:
+            assert min(written.size) == build_photo_set.SET_SHORT_SIDE
+            assert row["phash"] == str(imagehash.phash(written))  # what anyone checking the file gets
+    assert (git_rows[2]["width"], git_rows[2]["height"]) == ("300", "500")
+    for row in rows:
+        assert build_photo_set.hamming(int(row["phash"], 16), val_hash) > 8
+    manifest = build_photo_set.read_tsv(output / "MANIFEST.tsv")
+    assert sorted(row["file"] for row in manifest) == sorted(path.name for path in output.glob("*.jpg"))
+    assert {row["licence_class"] for row in manifest} == {"permissive"}
+
+
+def test_git_source_cap_and_list_errors(tiny_world):
+    tmp_path, shared, repo, sources = tiny_world
+    sources.write_text(SOURCE_HEADER + "fake\tsomeone/photos\tpics/dog/,pics/cat/\t\tCC0-1.0\tresearch-only\t2\tanimal\t\n")
+    output = tmp_path / "out"
+    build_photo_set.main(["--output", str(output), "--skip-packages", "--git-source-list", str(sources),
+                          "--mirror-root", str(tmp_path / "mirror"), "--no-clone", "--no-update",
+                          "--shared", str(shared), "--cache", str(tmp_path / "cache")])
+    # in path order: cat/image_0001 and dog/copy_of_cat pass, dog/image_0001 passes (3 >= 2 x CAP_MARGIN),
+    # so dog/image_0002 is not even decoded; then the copy goes as a duplicate, leaving 2, the cap
+    manifest = build_photo_set.read_tsv(output / "MANIFEST.tsv")
+    assert [row["original_path_inside_package"] for row in manifest] == ["pics/cat/image_0001.jpg", "pics/dog/image_0001.png"]
+    assert {(row["label"], row["licence_class"]) for row in manifest} == {("animal", "research-only")}
+    rejected = {row["original_path_inside_package"]: row["reason"] for row in build_photo_set.read_tsv(output / "REJECTED.tsv")}
+    assert rejected == {"pics/dog/copy_of_cat.jpg": "duplicate", "pics/dog/image_0002.jpg": "over-cap"}
+    for bad, message in [("fake\tsomeone/photos\t.\t\tCC0\tfree\t\t\t\n", "licence_class"),
+                         ("fake\tnot-a-repository\t.\t\tCC0\tpermissive\t\t\t\n", "bad repository"),
+                         ("fake\tsomeone/photos\t.\t\tCC0\tpermissive\tmany\t\t\n", "cap")]:
+        sources.write_text(SOURCE_HEADER + bad)
+        with pytest.raises(ValueError, match=message):
+            build_photo_set.read_git_sources(sources)
+    sources.write_text(SOURCE_HEADER + "fake\tsomeone/photos\t.\t\tCC0\tpermissive\t\t\t\n")
+    with pytest.raises(SystemExit, match="not under"):
+        build_photo_set.main(["--output", str(output), "--skip-packages", "--git-source-list", str(sources),
+                              "--mirror-root", str(tmp_path / "elsewhere"), "--no-clone", "--no-update",
+                              "--shared", str(shared), "--cache", str(tmp_path / "cache")])
+
+
+def test_locate_repository_takes_bare_dirs_and_work_trees_only(tiny_world):
+    tmp_path, _shared, repo, _sources = tiny_world
+    source = build_photo_set.GitSource("fake", "someone/photos", ("",), "CC0", "permissive")
+    assert build_photo_set.locate_repository(source, tmp_path / "mirror", tmp_path / "clones", False) == repo
+    bare_root = tmp_path / "bare"
+    _git(tmp_path, "clone", "-q", "--bare", str(repo), str(bare_root / "someone+photos"))
+    assert build_photo_set.locate_repository(source, bare_root, tmp_path / "clones", False) == bare_root / "someone+photos"
+    (repo / "pics" / "someone+photos").mkdir()  # a folder inside a work tree is not a repository
+    with pytest.raises(RuntimeError, match="not under"):
+        build_photo_set.locate_repository(source, repo / "pics", tmp_path / "clones", False)
+    assert build_photo_set.GitSource("x", "a/b", ("",), "", "permissive").wants("n01_tench.JPEG")
+    assert not build_photo_set.GitSource("x", "a/b", ("",), "", "permissive").wants("README.md")
+
+
+def test_hash_index_matches_nearest():
+    hashes = {build_photo_set.phash(photo_like(seed)): f"p{seed}" for seed in range(6)}
+    index = build_photo_set.HashIndex()
+    assert index.nearest(123) == (65, "")
+    for value, name in hashes.items():
+        index.add(value, name)
+    probe = build_photo_set.phash(reencode(photo_like(3), 0.5, "JPEG", quality=40))
+    assert index.nearest(probe) == build_photo_set.nearest(probe, hashes)
+    assert build_photo_set.phash_hex(0xAB) == "00000000000000ab"
