@@ -37,10 +37,11 @@ from colorgan.checkpoint import (
 )
 from colorgan.color import model_space_to_rgb, rgb_to_model_space
 from colorgan.data import SKIP_REASONS, collate, load_validation_images, open_stream, random_resized_crop, training_stream
+from colorgan.encoders import load_rgb_encoder_weights, read_encoder_file, timm_pretrained_encoder
 from colorgan.hints import generator_input, sample_training_hints
 from colorgan.losses import GAN_LOSSES, discriminator_loss, generator_adversarial_loss
 from colorgan.metrics import colorfulness, psnr, ssim
-from colorgan.models import DISCRIMINATOR_NORMS, PatchDiscriminator, Pix2PixUNet, UNetGenerator
+from colorgan.models import DISCRIMINATOR_NORMS, ENCODER_PAD_TYPES, PatchDiscriminator, Pix2PixUNet, UNetGenerator
 
 STATE_FILE = "training_state.json"  # step, phase, epoch, images seen, skip counts: beside accelerate's state
 
@@ -66,7 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="unet: colorgan's U-Net over a timm encoder; pix2pix-unet: pix2pix's unet_256, the"
                             " reference recipe of the colorization tutorials (trained without hints)")
     model.add_argument("--encoder", default="regnetx_002", help="timm encoder of the U-Net generator")
-    model.add_argument("--pretrained-encoder", action="store_true", help="start from timm's ImageNet weights (needs the Hub)")
+    model.add_argument("--encoder-pretrained", "--pretrained-encoder", dest="encoder_pretrained", action="store_true",
+                       help="start the encoder from timm's ImageNet weights (the Hub, or timm's cache offline)")
+    model.add_argument("--encoder-weights", metavar="FILE.safetensors",
+                       help="start the encoder from a local RGB state dict of the timm encoder"
+                            " (e.g. from scripts/import_tflite_encoder.py)")
+    model.add_argument("--encoder-pad-type", choices=ENCODER_PAD_TYPES,
+                       help="encoder padding: 'same' (TensorFlow's) for weights trained in TF; default: the"
+                            " --encoder-weights file's pad_type metadata, else '' (timm's symmetric)")
     model.add_argument("--decoder-channels", type=int, nargs="+", default=[256, 128, 64, 32, 16],
                        help="decoder widths, deepest first, one per 2x upsampling step")
     model.add_argument("--disc-channels", type=int, default=64, help="width of the PatchGAN's first layer")
@@ -89,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
                        help="cosine decays both learning rates to 1%% over the run; progress is the larger of"
                             " step / --max-steps and time / --max-minutes")
+    train.add_argument("--encoder-lr-scale", type=float, default=1.0,
+                       help="encoder learning rate = this x --learning-rate (lower keeps pretrained features)")
+    train.add_argument("--encoder-frozen-steps", type=int, default=0,
+                       help="steps at the start during which the encoder's learning rate is 0 (decoder warm-up)")
     train.add_argument("--adam-beta1", type=float, default=0.5, help="Adam beta1; 0.5 steadies GAN training")
     train.add_argument("--adam-beta2", type=float, default=0.999, help="Adam beta2")
     train.add_argument("--gan-loss", choices=GAN_LOSSES, default="vanilla", help="adversarial loss")
@@ -134,13 +146,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--resume continues a run; --init-from starts a new one: use one of them")
     if args.resume and args.resume != "latest" and not Path(args.resume).is_dir():
         parser.error(f"--resume {args.resume}: no such checkpoint folder")
-    if args.init_from and args.pretrained_encoder:
-        parser.error("--init-from already has trained weights; drop --pretrained-encoder")
+    if args.encoder_pretrained and args.encoder_weights:
+        parser.error("--encoder-pretrained and --encoder-weights both give encoder weights: use one")
+    if args.init_from and (args.encoder_pretrained or args.encoder_weights or args.encoder_pad_type is not None):
+        parser.error("--init-from already has trained weights and padding; drop --encoder-pretrained,"
+                     " --encoder-weights and --encoder-pad-type")
+    if args.encoder_weights and not Path(args.encoder_weights).is_file():
+        parser.error(f"--encoder-weights {args.encoder_weights}: no such file")
+    if args.encoder_lr_scale < 0 or args.encoder_frozen_steps < 0:
+        parser.error("--encoder-lr-scale and --encoder-frozen-steps cannot be negative")
     if args.max_minutes is not None and args.max_minutes <= 0:
         parser.error("--max-minutes must be positive")
-    if args.generator == "pix2pix-unet" and (args.init_from or args.hint_prob > 0 or args.pretrained_encoder):
+    if args.generator == "pix2pix-unet" and (args.init_from or args.hint_prob > 0 or args.encoder_pretrained
+                                             or args.encoder_weights or args.encoder_pad_type is not None):
         parser.error("--generator pix2pix-unet trains from scratch without hints: set --hint-prob 0, drop"
-                     " --init-from and --pretrained-encoder")
+                     " --init-from and the --encoder-* options")
     if args.val_split is None and args.val_dataset:
         parser.error("--val-dataset needs --val-split")
     return args
@@ -174,9 +194,7 @@ def build_models(args: argparse.Namespace) -> tuple[UNetGenerator, PatchDiscrimi
         if args.generator == "pix2pix-unet":
             generator = Pix2PixUNet(render_size=whole_photo_render_size(args))
         else:
-            generator = UNetGenerator(
-                args.encoder, args.pretrained_encoder, args.decoder_channels, render_size=whole_photo_render_size(args)
-            )
+            generator = new_generator_with_encoder_weights(args)
         return generator, PatchDiscriminator(args.disc_channels, args.disc_layers, norm=args.disc_norm)
     from colorgan.hub import load_discriminator
 
@@ -188,6 +206,21 @@ def build_models(args: argparse.Namespace) -> tuple[UNetGenerator, PatchDiscrimi
         print(f"note: {error}; starting a new discriminator")
         discriminator = PatchDiscriminator(args.disc_channels, args.disc_layers, norm=args.disc_norm)
     return generator, discriminator
+
+
+def new_generator_with_encoder_weights(args: argparse.Namespace) -> UNetGenerator:
+    """A new U-Net whose encoder starts random, from --encoder-weights, or from timm's ImageNet weights."""
+    rgb_weights = read_encoder_file(args.encoder_weights) if args.encoder_weights else None
+    pad_type = args.encoder_pad_type
+    if pad_type is None:  # the file knows how its encoder was trained
+        pad_type = (rgb_weights.pad_type if rgb_weights else None) or ""
+    if args.encoder_pretrained:
+        rgb_weights = timm_pretrained_encoder(args.encoder, **({"pad_type": pad_type} if pad_type else {}))
+    generator = UNetGenerator(args.encoder, False, args.decoder_channels, render_size=whole_photo_render_size(args),
+                              encoder_pad_type=pad_type)
+    if rgb_weights is not None:
+        load_rgb_encoder_weights(generator.encoder, rgb_weights)
+    return generator
 
 
 def training_progress(args: argparse.Namespace, step: int, elapsed_seconds: float) -> float:
@@ -264,9 +297,32 @@ def prepare_models(accelerator: Accelerator, args: argparse.Namespace):
     if args.compile:
         generator, discriminator = torch.compile(generator), torch.compile(discriminator)
     betas = (args.adam_beta1, args.adam_beta2)
-    optimizer_g = torch.optim.Adam(generator.parameters(), lr=args.learning_rate, betas=betas)
+    optimizer_g = torch.optim.Adam(generator_parameter_groups(generator), lr=args.learning_rate, betas=betas)
     optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=args.learning_rate, betas=betas)
     return accelerator.prepare(generator, discriminator, optimizer_g, optimizer_d)
+
+
+def generator_parameter_groups(generator: torch.nn.Module) -> list[dict]:
+    """G's parameters in named groups, the encoder's apart, so it can get its own learning rate."""
+    module = getattr(generator, "_orig_mod", generator)  # under torch.compile
+    encoder = getattr(module, "encoder", None)
+    if encoder is None:  # the pix2pix peer has no pretrained part
+        return [{"params": list(generator.parameters()), "name": "generator"}]
+    encoder_ids = {id(p) for p in encoder.parameters()}
+    return [
+        {"params": list(encoder.parameters()), "name": "encoder"},
+        {"params": [p for p in module.parameters() if id(p) not in encoder_ids], "name": "decoder"},
+    ]
+
+
+def group_learning_rate(args: argparse.Namespace, group_name: str, learning_rate: float, step: int) -> float:
+    """The encoder's share of the learning rate: 0 while frozen, then --encoder-lr-scale of it.
+
+    Read from the arguments at every step (not stored in the optimizer), so a resumed run can change it.
+    """
+    if group_name != "encoder":
+        return learning_rate
+    return 0.0 if step < args.encoder_frozen_steps else learning_rate * args.encoder_lr_scale
 
 
 def training_step(accelerator: Accelerator, args: argparse.Namespace, phase: str, pixels: torch.Tensor,
@@ -373,7 +429,7 @@ def main(args: argparse.Namespace) -> None:
             learning_rate = scheduled_learning_rate(args, training_progress(args, state["step"], time.time() - started))
             for optimizer in (optimizer_g, optimizer_d):
                 for group in optimizer.param_groups:
-                    group["lr"] = learning_rate
+                    group["lr"] = group_learning_rate(args, group.get("name", ""), learning_rate, state["step"])
             losses = training_step(accelerator, args, phase, batch["pixels"], generator, discriminator,
                                    optimizer_g, optimizer_d)
             window_images += batch["pixels"].shape[0] * accelerator.num_processes

@@ -29,6 +29,7 @@ HUB_METADATA = dict(
 )
 GENERATOR_INPUT_CHANNELS = 4  # L, hint a, hint b, hint mask
 DISCRIMINATOR_NORMS = ("batch", "spectral")  # PatchDiscriminator(norm=...)
+ENCODER_PAD_TYPES = ("", "same")  # timm's pad_type: "" its symmetric default, "same" TensorFlow's
 
 
 @functools.cache
@@ -49,6 +50,8 @@ CONFIG_LIMITS = {
         str, choices=timm_model_names, why="only model names timm lists are built, never a path or an hf-hub: id"
     ),
     "pretrained_encoder": ConfigLimit(bool),  # ignored when loading: the checkpoint holds the weights
+    # "same" is TensorFlow's asymmetric padding, which encoders trained in TF (the bundled starter's) need
+    "encoder_pad_type": ConfigLimit(str, choices=lambda: frozenset(ENCODER_PAD_TYPES)),
     # 5 blocks for a stride-32 encoder, up to 8 for stride 256; 4096 channels is 16x the default's widest
     "decoder_channels": ConfigLimit(
         int, 1, 4096, length=(1, 8), why="colorgan decoders have 1-8 blocks of 1-4096 channels"
@@ -116,6 +119,9 @@ class UNetGenerator(nn.Module, StrictHubMixin, **HUB_METADATA):
         dropout_blocks: how many of the deepest decoder blocks get dropout.
         render_size: long side, in pixels, at which a whole photo looks like the training crops
             did; `Colorizer` runs the model at this size unless told otherwise. Metadata only.
+        encoder_pad_type: timm's `pad_type` for the encoder's convolutions: "" (timm's symmetric
+            padding) or "same" (TensorFlow's, asymmetric on stride 2), which an encoder whose
+            weights came from TensorFlow needs to see its features as it was trained.
     """
 
     config_limits = CONFIG_LIMITS
@@ -128,11 +134,17 @@ class UNetGenerator(nn.Module, StrictHubMixin, **HUB_METADATA):
         dropout: float = 0.5,
         dropout_blocks: int = 2,
         render_size: int = 512,
+        encoder_pad_type: str = "",
     ):
         super().__init__()
+        if encoder_pad_type not in ENCODER_PAD_TYPES:
+            raise ValueError(f"encoder_pad_type must be one of {ENCODER_PAD_TYPES}, not {encoder_pad_type!r}")
         self.render_size = render_size
+        # pad_type is passed only when set: not every timm family takes it, and "" is their default anyway
+        padding = {"pad_type": encoder_pad_type} if encoder_pad_type else {}
         self.encoder = timm.create_model(
-            encoder_name, features_only=True, pretrained=pretrained_encoder, in_chans=GENERATOR_INPUT_CHANNELS
+            encoder_name, features_only=True, pretrained=pretrained_encoder, in_chans=GENERATOR_INPUT_CHANNELS,
+            **padding,
         )
         reductions = self.encoder.feature_info.reduction()
         channels = self.encoder.feature_info.channels()

@@ -301,7 +301,8 @@ def main(args: argparse.Namespace) -> None:
     model = convert(args.tflite, list_photos(args.calibration_photos, args.calibration_count), args.pad_type)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     metadata = {"source": args.tflite.name, "timm_name": TIMM_NAME, "pad_type": args.pad_type,
-                "input": "RGB (or L* x3) scaled to [-1, 1]", "calibration_photos": str(args.calibration_count)}
+                "input": "RGB (or L* x3) scaled to [-1, 1]",
+                "input_mean": "0.5,0.5,0.5", "input_std": "0.5,0.5,0.5", "calibration_photos": str(args.calibration_count)}
     save_file(encoder_state_dict(model), str(args.output), metadata=metadata)
     print(f"wrote {args.output}")
     if args.verify_photos:

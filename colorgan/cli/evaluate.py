@@ -39,6 +39,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     add_render_options(parser, saturation=False)
     parser.add_argument("--limit", type=positive_int, help="score only the first N images (sorted by name)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the hint positions (default 0)")
+    parser.add_argument(
+        "--no-propagate",
+        dest="propagate",
+        action="store_false",
+        help="score what the network alone makes of the hints, without spreading them over their regions",
+    )
     parser.set_defaults(run=run_eval)
 
     parser = subparsers.add_parser(
@@ -111,6 +117,7 @@ def run_eval(args: argparse.Namespace) -> int:
             seed=args.seed,
             limit=args.limit,
             progress=sys.stderr.isatty(),
+            propagate=args.propagate,
             **run,
         )
         if not report.rows:

@@ -90,6 +90,7 @@ class EvalReport:
     baseline: str | None
     render_size: int
     seed: int
+    propagate: bool = True  # hints spread over their regions; False: the network's own response
     rows: list[ImageScores] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file name, reason)
     examples: list[Example] = field(default_factory=list)
@@ -138,6 +139,7 @@ class EvalReport:
             data=self.data_dir,
             render_size=self.render_size,
             seed=self.seed,
+            propagate=self.propagate,
             images=len(self.rows),
             far_ab_error_change=self.far_ab_error_change(),
             skipped=[name for name, _ in self.skipped],
@@ -177,7 +179,8 @@ def _thumbnail(image: Image.Image) -> Image.Image:
 
 # ----------------------------------------------------------------------------- scoring
 def _colorize_from_gray(
-    path: Path, colorizer: Colorizer | None, *, hints: int, baseline: str | None, render_size: int, seed: int
+    path: Path, colorizer: Colorizer | None, *, hints: int, baseline: str | None, render_size: int, seed: int,
+    propagate: bool = True,
 ) -> tuple[torch.Tensor, Image.Image, Image.Image, list[Hint]]:
     """Read a photo, make its grayscale version and colorize that.
 
@@ -194,7 +197,8 @@ def _colorize_from_gray(
         render_width, _ = render_shape(gray_image.width, gray_image.height, render_size)
         radius = max(1, round(gray_image.width / render_width))  # about the patch a hint covers at render size
         points = sample_hints(truth, hints, _hint_generator(seed, path.name), radius=radius)
-    return truth, gray_image, colorizer(gray_image, hints=points or None, render_size=render_size), points
+    output = colorizer(gray_image, hints=points or None, render_size=render_size, propagate=propagate)
+    return truth, gray_image, output, points
 
 
 def far_from_hints(height: int, width: int, points: Sequence[Hint], distance: float = FAR_FROM_HINTS) -> torch.Tensor:
@@ -244,6 +248,7 @@ def evaluate(
     grid_rows: int = GRID_MAX_ROWS,
     progress: bool = False,
     outputs_without_hints: dict[str, torch.Tensor] | None = None,
+    propagate: bool = True,
 ) -> EvalReport:
     """Colorize every photo of a folder from its grayscale version and score the result.
 
@@ -262,6 +267,8 @@ def evaluate(
         outputs_without_hints: the same colorizer's outputs without hints (uint8 RGB, by file name) at
             this render size; a run without hints fills it and runs with hints read it, so the
             far-from-hints comparison does not colorize every photo again for each number of hints.
+        propagate: spread the hints over their regions (the default); False scores what the network
+            alone makes of them.
 
     Raises:
         ImageError: missing folder or no images.
@@ -281,13 +288,15 @@ def evaluate(
     if label is None:
         label = f"{baseline} baseline" if baseline else Path(model_name or "model").name
         label += f" + {hints} hints" if hints else ""
-    report = EvalReport(label, model_name, str(data_dir), hints, baseline, render_size, seed)
+        label += " (network only)" if hints and not propagate else ""
+    report = EvalReport(label, model_name, str(data_dir), hints, baseline, render_size, seed, propagate)
     device = colorizer.device if colorizer is not None and baseline is None else torch.device("cpu")
     started = time.perf_counter()
     for path in tqdm(paths, desc=label, unit="img", disable=not progress, file=sys.stderr):
         try:
             truth, gray_image, output_image, points = _colorize_from_gray(
-                path, colorizer, hints=hints, baseline=baseline, render_size=render_size, seed=seed
+                path, colorizer, hints=hints, baseline=baseline, render_size=render_size, seed=seed,
+                propagate=propagate,
             )
             output_rgb = decode(output_image).rgb
             output, truth = as_float_rgb(output_rgb).to(device), truth.to(device)
@@ -325,6 +334,7 @@ def _header(report: EvalReport) -> list[str]:
         what = f"`{report.model}`" if report.model else "the bundled starter model"
     if report.hints:
         hints = f"{report.hints} points per image, colours from the ground truth (seed {report.seed})"
+        hints += "" if report.propagate else "; not propagated (the network's own response)"
     else:
         hints = "none"
     skipped = f", {len(report.skipped)} skipped" if report.skipped else ""
