@@ -1,10 +1,11 @@
 """Short, equal-time training ablations for the starter model, scored on a validation folder.
 
     python scripts/ablate_starter.py --plan encoder --dataset PHOTOS --val ../shared/photos/val \
-        --encoder-weights runs/encoders/mobilenetv2_100_imagenet.safetensors --minutes 5 --out runs/ablations
+        --encoder-weights runs/encoders/mobilenetv2_100_imagenet.safetensors --steps 350 --out runs/ablations
 
-Each variant trains `train_accelerate.py` for the same wall time on one thread (so a variant that
-is slower per step is charged for it), then `colorgan eval` scores it on the validation photos
+Each variant trains `train_accelerate.py` for the same number of steps (same batch, so the same
+images seen) on one thread: on a shared machine, equal steps stay comparable where equal wall time
+would not. Then `colorgan eval` scores it on the validation photos
 with 0 and 10 hint points, the 10 both propagated and through the network alone. The table goes
 to `<out>/<plan>.md` and each run's scores to `<out>/<variant>/eval.json`; rerunning skips the
 variants already scored.
@@ -37,12 +38,12 @@ def plans(args: argparse.Namespace) -> dict[str, dict[str, list[str]]]:
         "ImageNet, pad symmetric, lr 1x": [*imported, "--encoder-pad-type", ""],
     }
     for name in encoder:
-        encoder[name] += ["--pretrain-steps", "100000", "--max-steps", "100000"]
+        encoder[name] += ["--pretrain-steps", str(args.steps)]
     gan = {}
     for crop in (128, 192):
         for lambda_l1 in (100, 30):
             gan[f"GAN, crop {crop}, lambda {lambda_l1}"] = [
-                "--init-from", str(args.init_from), "--pretrain-steps", "0", "--max-steps", "100000",
+                "--init-from", str(args.init_from), "--pretrain-steps", "0",
                 "--resolution", str(crop), "--lambda-l1", str(lambda_l1),
             ]
     return {"encoder": encoder, "gan": gan}
@@ -61,7 +62,7 @@ def run_variant(args: argparse.Namespace, name: str, extra: list[str]) -> dict:
     train = [
         sys.executable, str(TRAIN), "--dataset", str(args.dataset), "--val-dataset", str(args.val.parent),
         "--val-split", args.val.name, "--val-count", "8", "--batch-size", "8", "--num-workers", "1",
-        "--shuffle-buffer", "1000", "--gan-loss", "lsgan", "--max-minutes", str(args.minutes),
+        "--shuffle-buffer", "1000", "--gan-loss", "lsgan", "--max-steps", str(args.steps),
         "--checkpoint-every", "100000", "--val-every", "100000", "--seed", str(args.seed),
         "--output-dir", str(folder), *(["--resolution", "128"] if "--resolution" not in extra else []), *extra,
     ]
@@ -108,7 +109,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--val", type=Path, required=True, help="validation folder of colour photos, e.g. photos/val")
     parser.add_argument("--encoder-weights", type=Path, help="ImageNet encoder (safetensors), for --plan encoder")
     parser.add_argument("--init-from", type=Path, help="L1-trained generator folder, for --plan gan")
-    parser.add_argument("--minutes", type=float, default=5.0, help="training wall time of each variant")
+    parser.add_argument("--steps", type=int, default=350, help="training steps of each variant (batch 8)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of each run")
     parser.add_argument("--seed", type=int, default=0, help="training seed, the same for every variant")
     parser.add_argument("--out", type=Path, required=True, help="folder for the runs and the table")
