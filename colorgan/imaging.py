@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +22,10 @@ IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".g
 
 class ImageError(ValueError):
     """An input that is not a usable image; the message is one line naming the problem."""
+
+
+class OutputError(ValueError):
+    """A destination that cannot be written; the message is one line naming it."""
 
 
 def image_files(folder: str | os.PathLike, *, recursive: bool = False) -> list[Path]:
@@ -90,6 +96,7 @@ def open_image(
         if draft_size is not None and image.format == "JPEG":
             image.draft("RGB", draft_size)
         image.load()
+        _check_finite(image, name)
         return ImageOps.exif_transpose(image)
     except ImageError:
         raise
@@ -99,6 +106,13 @@ def open_image(
         raise ImageError(f"{name}: too many pixels to decode safely") from None
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         raise ImageError(f"{name}: corrupt or truncated image ({error})") from None
+
+
+def _check_finite(image: Image.Image, name: str) -> None:
+    # A float TIFF may hold NaN or infinities; colour maths would carry them to the sRGB table's
+    # index and fail there (IndexError), or turn a score into nan. Only mode 'F' can hold them.
+    if image.mode == "F" and not np.isfinite(np.asarray(image)).all():
+        raise ImageError(f"{name}: has NaN or infinite pixel values")
 
 
 @dataclass
@@ -155,24 +169,133 @@ def to_pil(rgb: torch.Tensor, alpha: Image.Image | None = None) -> Image.Image:
     return image
 
 
+# ----------------------------------------------------------------------------- writing outputs
+def check_output_folder(folder: str | os.PathLike) -> Path:
+    """Refuse, before any work, a folder that cannot be made or written to; it is not created.
+
+    Args:
+        folder: where outputs will go (it need not exist yet).
+
+    Raises:
+        OutputError: it, or the nearest existing folder above it, is a file or not writable; one line.
+    """
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"{folder}: {'is' if existing == folder else f'{existing} is'} a file, not a folder")
+    try:  # the one reliable test (access() says yes to root under /proc): a nameless file, gone at once
+        tempfile.TemporaryFile(dir=existing).close()
+    except OSError as error:
+        raise OutputError(f"{folder}: cannot write there ({error.strerror or error})") from None
+    return folder
+
+
+def check_destination(
+    destination: str | os.PathLike, *, overwrite: bool = False, source: str | os.PathLike | None = None
+) -> Path:
+    """Refuse, before any work, a destination file that cannot or must not be written.
+
+    Args:
+        destination: the file to write.
+        overwrite: an existing file may be replaced.
+        source: the input it is made from: never replaced, even with `overwrite`.
+
+    Raises:
+        OutputError: a folder, an existing file without `overwrite`, the input itself, or an
+            unwritable place; one line naming it.
+    """
+    destination = Path(destination)
+    if destination.is_dir():
+        raise OutputError(f"{destination}: is a folder; name the file to write")
+    if destination.exists():
+        if source is not None and Path(source).exists() and os.path.samefile(source, destination):
+            raise OutputError(f"{destination} is the input itself; write the result elsewhere")
+        if not overwrite:
+            raise OutputError(f"{destination} exists (use --overwrite, or overwrite=True, to replace it)")
+    check_output_folder(destination.parent)
+    return destination
+
+
+# Partial files and the folders made for them, removed if the process is ended by a signal.
+_PARTIALS: set[Path] = set()
+_PARTIALS_LOCK = threading.Lock()
+CLEANUP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def _remove_partials_and_die(signum: int, frame) -> None:
+    with _PARTIALS_LOCK:
+        for path in sorted(_PARTIALS, key=lambda item: len(item.parts), reverse=True):  # files, then folders
+            try:
+                path.rmdir() if path.is_dir() else path.unlink(missing_ok=True)
+            except OSError:
+                pass
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)  # end as the signal would have, exit status included
+
+
+def remove_partial_files_on_signals(force: bool = False) -> None:
+    """On SIGTERM or SIGHUP, remove the partial files (and folders made for them) of `atomic_path` first.
+
+    `atomic_path` calls it itself from the main thread; a server whose writers run in worker
+    threads (the web app) calls it at start-up. Handlers a program set itself are kept.
+
+    Args:
+        force: install even over a handler other than the default.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers can only be set from the main thread
+    for signum in CLEANUP_SIGNALS:
+        if force or signal.getsignal(signum) in (signal.SIG_DFL, None):
+            signal.signal(signum, _remove_partials_and_die)
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """`folder` and those above it that do not exist yet, outermost first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing[::-1]
+
+
 @contextmanager
 def atomic_path(destination: str | os.PathLike) -> Iterator[Path]:
     """A hidden temporary path beside `destination`, renamed onto it only if the block succeeds.
 
     Whatever writes there (a PNG, a video, an ONNX graph) never leaves half a file under the
     final name; the temporary keeps the destination's suffix, so writers that go by it still work.
+    If the block fails, or SIGTERM / SIGHUP ends the process, the temporary is removed, and so are
+    the folders made for it.
     """
     destination = Path(destination)
+    remove_partial_files_on_signals()
+    made = _missing_folders(destination.parent)
+    with _PARTIALS_LOCK:
+        _PARTIALS.update(made)
     destination.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(
         dir=destination.parent, prefix=f".{destination.stem}.", suffix=f".partial{destination.suffix}"
     )
     os.close(descriptor)
+    with _PARTIALS_LOCK:
+        _PARTIALS.add(Path(temporary))
+    done = False
     try:
         yield Path(temporary)
         umask = os.umask(0o022)
         os.umask(umask)
         os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it private; the result is an ordinary file
         os.replace(temporary, destination)
+        done = True
     finally:
         Path(temporary).unlink(missing_ok=True)
+        with _PARTIALS_LOCK:
+            _PARTIALS.difference_update([Path(temporary), *made])
+        if not done:
+            for folder in reversed(made):
+                try:
+                    folder.rmdir()  # only if empty: another writer may have put its result there
+                except OSError:
+                    break

@@ -12,6 +12,7 @@ are copied unchanged. It is written to a hidden temporary file beside `dst` and 
 """
 from __future__ import annotations
 
+import errno
 import heapq
 import os
 import sys
@@ -31,7 +32,8 @@ from tqdm import tqdm
 from .color import denormalize_l
 from .errors import one_line
 from .hints import HintInput, generator_input, has_hints
-from .imaging import DecodedImage, atomic_path
+from .imaging import DecodedImage, atomic_path, check_destination
+from .limits import MAX_VIDEO_FPS, MAX_VIDEO_FRAME_PIXELS
 from .pipeline import Colorizer
 from .temporal import CarriedHints, ColorMemory, Motion, TemporalSettings
 
@@ -43,6 +45,78 @@ X264_OPTIONS = {"crf": "18", "preset": "veryfast"}  # visually lossless-ish; ver
 
 class VideoError(ValueError):
     """An input or output video that cannot be used; the message is one line naming the problem."""
+
+
+@dataclass(frozen=True)
+class VideoLimits:
+    """What a video may hold, enforced on every decoded frame (a header can say anything).
+
+    Every frame must also have the size the header declares: the decoder is told to refuse larger
+    ones before it allocates them.
+
+    Args:
+        max_frame_pixels: the largest frame, width x height (also checked on the header).
+        max_frames: the most frames decoded; None for no cap.
+        max_pixel_frames: the budget in pixels x frames, summed over decoded frames; None for none.
+        max_fps: the most frames per second of stream time (with one second's grace), so a
+            1-second clip cannot hold 1000 frames.
+        max_seconds: the longest stream time, from the first frame's timestamp; None for no cap.
+    """
+
+    max_frame_pixels: int = MAX_VIDEO_FRAME_PIXELS
+    max_frames: int | None = None
+    max_pixel_frames: int | None = None
+    max_fps: float = MAX_VIDEO_FPS
+    max_seconds: float | None = None
+
+
+class FrameBudget:
+    """Counts a stream's decoded frames against `VideoLimits`; `admit` refuses the first frame over them.
+
+    Args:
+        limits: the limits.
+        name: the file, named in messages.
+        stream: the video stream (its header's frame size and time base).
+    """
+
+    def __init__(self, limits: VideoLimits, name: str, stream):
+        self.limits, self.name = limits, name
+        self.size = (stream.width, stream.height)
+        self.time_base = stream.time_base
+        self.frames = self.pixel_frames = 0
+        self.first_pts: int | None = None
+
+    def admit(self, frame) -> None:
+        """Check one decoded frame (before it is converted or kept).
+
+        Raises:
+            VideoError: one line naming the file, the frame and the limit it breaks.
+        """
+        limits, index = self.limits, self.frames
+        if (frame.width, frame.height) != self.size:
+            raise VideoError(
+                f"{self.name}: frame {index} is {frame.width}x{frame.height} but the header says"
+                f" {self.size[0]}x{self.size[1]}; a video must keep one frame size"
+            )
+        self.frames += 1
+        self.pixel_frames += frame.width * frame.height
+        if limits.max_frames is not None and self.frames > limits.max_frames:
+            raise VideoError(f"{self.name}: more than {limits.max_frames} frames, the limit")
+        if limits.max_pixel_frames is not None and self.pixel_frames > limits.max_pixel_frames:
+            raise VideoError(
+                f"{self.name}: more than {limits.max_pixel_frames / 1e6:.0f} M pixels x frames by frame {index},"
+                " the limit; shorten or shrink it"
+            )
+        if frame.pts is None or not self.time_base:
+            return
+        self.first_pts = frame.pts if self.first_pts is None else min(self.first_pts, frame.pts)
+        seconds = float((frame.pts - self.first_pts) * self.time_base)
+        if limits.max_seconds is not None and seconds > limits.max_seconds:
+            raise VideoError(f"{self.name}: runs past {limits.max_seconds:g} s, the limit (frame {index} at {seconds:.1f} s)")
+        if index > limits.max_fps * (seconds + 1):
+            raise VideoError(
+                f"{self.name}: {index + 1} frames within {seconds:.2f} s, over {limits.max_fps:g} frames per second"
+            )
 
 
 @dataclass(frozen=True)
@@ -80,12 +154,24 @@ def ffmpeg_reason(error: av.error.FFmpegError) -> str:
     return one_line(error.strerror or error)
 
 
+# FFmpeg checks its max_pixels against coded sizes, rounded up to its stride and block alignment
+CODED_SIZE_SLACK = 128
+
+
 @contextmanager
-def open_video(source: str | os.PathLike):
+def open_video(source: str | os.PathLike, max_frame_pixels: int = MAX_VIDEO_FRAME_PIXELS):
     """Open a video file for reading: yields (container, video stream, audio streams).
 
+    The decoder is told to refuse frames larger than the header's size (FFmpeg's `max_pixels`),
+    so a stream whose later frames grow is stopped before they are allocated.
+
+    Args:
+        source: the file.
+        max_frame_pixels: refuse a header whose frame size is larger.
+
     Raises:
-        VideoError: missing or empty file, not a video, no video stream, no decoder for its codec.
+        VideoError: missing or empty file, not a video, no video stream, no decoder for its codec,
+            frames over `max_frame_pixels`.
     """
     path = Path(source)
     if not path.is_file():
@@ -104,6 +190,12 @@ def open_video(source: str | os.PathLike):
             raise VideoError(f"{path}: no decoder for its video codec")
         if not stream.width or not stream.height:
             raise VideoError(f"{path}: video stream has no frame size (unsupported or corrupt codec data)")
+        if stream.width * stream.height > max_frame_pixels:
+            raise VideoError(
+                f"{path}: {stream.width}x{stream.height} frames are over the {max_frame_pixels / 1e6:.1f} MP limit"
+            )
+        coded = (stream.width + CODED_SIZE_SLACK) * (stream.height + CODED_SIZE_SLACK)
+        stream.codec_context.options = {**stream.codec_context.options, "max_pixels": str(coded)}
         stream.thread_type = "AUTO"
         yield container, stream, list(container.streams.audio)
     finally:
@@ -304,8 +396,17 @@ class VideoWriter:
         self.container.close()
 
 
+def _decoding_failure(name: str, error: av.error.FFmpegError, frames: int) -> VideoError:
+    """What a decoder error means for the user: memory, a frame over the header's size, or damage."""
+    if error.errno == errno.ENOMEM:
+        return VideoError(f"{name}: not enough memory to decode frame {frames}")
+    if error.errno == errno.EINVAL and frames:  # what the decoder's max_pixels refusal reads as
+        return VideoError(f"{name}: frame {frames} is corrupt or larger than the header's frame size")
+    return VideoError(f"{name}: corrupt or truncated video ({ffmpeg_reason(error)})")
+
+
 def _decoded_frames(
-    container, stream, audio_streams, writer: VideoWriter, name: str
+    container, stream, audio_streams, writer: VideoWriter, name: str, budget: FrameBudget | None = None
 ) -> Iterator[tuple[np.ndarray, int | None]]:
     """(H, W, 3) uint8 RGB frames in display order with their timestamps; audio packets go to `writer`.
 
@@ -314,6 +415,7 @@ def _decoded_frames(
     REORDER_DEPTH frames are therefore pooled and each frame takes the smallest, as FFmpeg's own
     best-effort timestamps do; the frames themselves keep their order.
     """
+    budget = FrameBudget(VideoLimits(), name, stream) if budget is None else budget
     waiting: deque[np.ndarray] = deque()
     stamps: list[int] = []  # a heap
     try:
@@ -325,13 +427,14 @@ def _decoded_frames(
                     raise VideoError(f"{name}: cannot carry its audio over ({ffmpeg_reason(error)})") from None
                 continue
             for frame in packet.decode():
+                budget.admit(frame)  # before the frame is converted to RGB or kept
                 waiting.append(frame.to_ndarray(format="rgb24"))
                 if frame.pts is not None:
                     heapq.heappush(stamps, frame.pts)
                 if len(waiting) > REORDER_DEPTH:
                     yield waiting.popleft(), heapq.heappop(stamps) if stamps else None
     except av.error.FFmpegError as error:
-        raise VideoError(f"{name}: corrupt or truncated video ({ffmpeg_reason(error)})") from None
+        raise _decoding_failure(name, error, budget.frames) from None
     while waiting:
         yield waiting.popleft(), heapq.heappop(stamps) if stamps else None
 
@@ -348,6 +451,8 @@ def colorize_video(
     temporal: TemporalSettings | None = TemporalSettings(),
     batch_size: int = BATCH_SIZE,
     progress: bool = True,
+    limits: VideoLimits = VideoLimits(),
+    overwrite: bool = False,
 ) -> VideoResult:
     """Colorize a video file into `dst` (MP4, MOV or MKV), keeping size, frames, timing and audio.
 
@@ -369,12 +474,16 @@ def colorize_video(
             own (for comparison; it flickers).
         batch_size: frames decoded, predicted and encoded together.
         progress: show a progress bar with frames per second on stderr.
+        limits: frame size, frame count, pixels x frames, frame rate and duration, checked on every
+            decoded frame (a front end sets its own).
+        overwrite: replace an existing `dst` (never `src` itself).
 
     Returns:
         What was written: frames, frame rate, shot cuts and the time taken.
 
     Raises:
-        VideoError: unreadable, truncated or frameless input, or an unusable destination (one line).
+        VideoError: unreadable, truncated or frameless input, one over `limits` (one line).
+        OutputError: an unusable destination (a folder, existing, the input, unwritable), before any work.
         ValueError: bad saturation, render size or hints.
     """
     src, dst = Path(src), Path(dst)
@@ -382,12 +491,13 @@ def colorize_video(
         raise VideoError(f"{dst}: write to one of {', '.join(sorted(VIDEO_SUFFIXES))}")
     if not dst.parent.is_dir():
         raise VideoError(f"{dst.parent}: no such folder")
+    check_destination(dst, overwrite=overwrite, source=src)
     render_size = colorizer.checked_settings(saturation, render_size)
     frame_colorizer = FrameColorizer(
         colorizer, hints=hints, hint_frame=hint_frame, saturation=saturation, render_size=render_size, temporal=temporal
     )
     started = time.perf_counter()
-    with open_video(src) as (container, stream, audio_streams), atomic_path(dst) as temporary:
+    with open_video(src, limits.max_frame_pixels) as (container, stream, audio_streams), atomic_path(dst) as temporary:
         declared = int(stream.frames or 0)
         fps = _frame_rate(stream)
         try:
@@ -404,7 +514,8 @@ def colorize_video(
         bar = tqdm(total=declared or None, unit="frame", disable=not progress, file=sys.stderr, desc=src.name)
         written, first_pts = 0, None
         try:
-            decoded = _decoded_frames(container, stream, audio_streams, writer, str(src))
+            budget = FrameBudget(limits, str(src), stream)
+            decoded = _decoded_frames(container, stream, audio_streams, writer, str(src), budget)
             for batch in batched(decoded, batch_size):
                 for colour, (_, pts) in zip(frame_colorizer([rgb for rgb, _ in batch]), batch):
                     writer.write(colour, pts)

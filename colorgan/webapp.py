@@ -17,13 +17,16 @@ from .hints import with_alpha
 from .imaging import ImageError, open_image
 from .limits import (
     APP_MAX_PIXELS,
+    APP_MAX_VIDEO_FPS,
+    APP_MAX_VIDEO_FRAMES,
+    APP_MAX_VIDEO_PIXEL_FRAMES,
     APP_MAX_VIDEO_SECONDS,
     APP_MAX_VIDEO_SIDES,
     APP_RENDER_SIZE,
     APP_SATURATION,
 )
 from .pipeline import Colorizer, pick_device
-from .video import VideoError, colorize_video, probe
+from .video import VideoError, VideoLimits, colorize_video, probe
 
 PREVIEW_MAX_SIDE = 2048  # the before/after slider shows at most this; the download is full size
 
@@ -236,9 +239,27 @@ def save_png(image: Image.Image, folder: str | os.PathLike, stem: str = "coloriz
     return str(path)
 
 
+def app_video_limits(max_seconds: float = APP_MAX_VIDEO_SECONDS, max_sides: tuple[int, int] = APP_MAX_VIDEO_SIDES) -> VideoLimits:
+    """The app's clip limits, as `colorize_video` enforces them on every decoded frame.
+
+    The frame count and pixels x frames budget scale with `max_seconds` (30 frames per second of
+    it), so a header that understates the duration or frame rate gains nothing.
+    """
+    frames = int(max_seconds * APP_MAX_VIDEO_FRAMES / APP_MAX_VIDEO_SECONDS)
+    return VideoLimits(
+        max_frame_pixels=max_sides[0] * max_sides[1],
+        max_frames=frames,
+        max_pixel_frames=int(APP_MAX_VIDEO_PIXEL_FRAMES * frames / APP_MAX_VIDEO_FRAMES),
+        max_fps=APP_MAX_VIDEO_FPS,
+        max_seconds=max_seconds,
+    )
+
+
 def check_clip(path: str | os.PathLike, *, max_seconds: float = APP_MAX_VIDEO_SECONDS,
                max_sides: tuple[int, int] = APP_MAX_VIDEO_SIDES) -> None:
-    """Refuse a clip that is not a readable video or is longer or larger than the app takes.
+    """Refuse, from its header, a clip that is not a readable video or is longer or larger than the app takes.
+
+    The header may lie: `colorize_clip` enforces the same limits again on every decoded frame.
 
     Raises:
         VideoError: one line, naming the file by its base name.
@@ -261,6 +282,9 @@ def check_clip(path: str | os.PathLike, *, max_seconds: float = APP_MAX_VIDEO_SE
             f"{path.name}: {info.duration:.0f} s is longer than the app's {max_seconds:.0f} s;"
             " cut it first or use the colorgan command line"
         )
+    limits = app_video_limits(max_seconds, max_sides)
+    if info.frames > limits.max_frames:
+        raise VideoError(f"{path.name}: {info.frames} frames, more than the app's {limits.max_frames}")
 
 
 def colorize_clip(
@@ -298,7 +322,10 @@ def colorize_clip(
     Path(folder).mkdir(parents=True, exist_ok=True)
     destination = Path(tempfile.mkdtemp(dir=folder)) / f"{video.stem}_color.mp4"
     try:
-        colorize_video(colorizer, video, destination, saturation=saturation, render_size=render_size, progress=False)
+        colorize_video(
+            colorizer, video, destination, saturation=saturation, render_size=render_size, progress=False,
+            limits=app_video_limits(max_seconds, max_sides),
+        )
     except VideoError as error:
         raise VideoError(_by_base_name(error, video)) from None
     return str(destination)

@@ -107,10 +107,18 @@ def read_hint_layer(path: str | None) -> Image.Image | None:
         raise CommandFailed(error if path in str(error) else f"{path}: {one_line(error)}") from None
 
 
+def check_output(check) -> None:
+    """Run a destination check of `colorgan.imaging`; its refusal ends the command before any work."""
+    try:
+        check()
+    except ValueError as error:  # OutputError
+        raise CommandFailed(error) from None
+
+
 def run_colorize(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..imaging import atomic_path
+    from ..imaging import atomic_path, check_destination, check_output_folder
 
     sources = input_images(args.inputs)
     if not sources:
@@ -118,16 +126,17 @@ def run_colorize(args: argparse.Namespace) -> int:
     if args.hints and args.hint:
         raise CommandFailed("give either --hints (a painted layer) or --hint points, not both")
     hints = read_hint_layer(args.hints) if args.hints else args.hint
-    if args.output_dir:
-        Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+    if args.output_dir:  # checked now, made only when the first result is written (atomic_path)
+        check_output(lambda: check_output_folder(args.output_dir))
     colorizer = load_colorizer(args)
     failures, written = 0, set()
     progress = tqdm(sources, unit="img", disable=len(sources) < 2, file=sys.stderr)
     for source in progress:
         destination = output_path(source, args.output_dir)
         try:
-            if destination in written or (destination.exists() and not args.overwrite):
-                raise FileExistsError(f"{destination} exists (use --overwrite to replace it)")
+            if destination in written:
+                raise FileExistsError(f"{destination} is also the result of another input")
+            check_destination(destination, overwrite=args.overwrite, source=source)
             result = colorizer(
                 source,
                 hints=hints,
@@ -154,10 +163,11 @@ def video_output_path(source: Path, output: str | None) -> Path:
 
 
 def run_colorize_video(args: argparse.Namespace) -> int:
+    from ..imaging import check_destination
+
     source = Path(args.input)
     destination = video_output_path(source, args.output)
-    if destination.exists() and not args.overwrite:
-        raise CommandFailed(f"{destination} exists (use --overwrite to replace it)")
+    check_output(lambda: check_destination(destination, overwrite=args.overwrite, source=source))
     hints = read_hint_layer(args.hints)
     colorizer = load_colorizer(args)
     from ..temporal import TemporalSettings
@@ -174,6 +184,7 @@ def run_colorize_video(args: argparse.Namespace) -> int:
             render_size=args.render_size,
             temporal=None if args.per_frame else TemporalSettings(),
             progress=not args.quiet,
+            overwrite=args.overwrite,
         )
     except (ValueError, OSError) as error:  # VideoError is a ValueError
         raise CommandFailed(error, status=1) from None
