@@ -20,6 +20,8 @@ import gradio as gr
 import torch
 
 from colorgan import CheckpointError, Colorizer
+from colorgan.app_editor import HeaderCheckedImageEditor
+from colorgan.imaging import remove_partial_files_on_signals
 from colorgan.limits import APP_MAX_FILE_SIZE, APP_MAX_VIDEO_SECONDS, APP_MAX_VIDEO_SIDES, APP_RENDER_SIZE, APP_SATURATION
 from colorgan.webapp import (
     before_and_after,
@@ -87,9 +89,8 @@ def build_demo(colorizer: Colorizer) -> gr.Blocks:
         with gr.Tab("Photo", id="photo-tab"):
             with gr.Row():
                 with gr.Column():
-                    editor = gr.ImageEditor(
+                    editor = HeaderCheckedImageEditor(  # hands over paths: no decoding before the size check
                         label="Photo (paint colour hints with the brush)",
-                        type="pil",
                         image_mode="RGBA",  # keeps the strokes' transparency: unpainted = no hint
                         sources=("upload", "clipboard", "webcam"),
                         transforms=(),
@@ -242,6 +243,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    remove_partial_files_on_signals()  # video outputs are written by worker threads, which cannot set it
     # WORKERS requests run at once; more threads than cores makes them spin-wait on each other. Set
     # before loading: an ONNX Runtime session takes its thread count from torch's when it is made.
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // WORKERS))

@@ -37,7 +37,7 @@ from huggingface_hub.errors import (
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
-from .limits import DEFAULT_MAX_PARAMETERS, MAX_CONFIG_BYTES, MAX_HEADER_BYTES
+from .limits import DEFAULT_MAX_PARAMETERS, MAX_CONFIG_BYTES, MAX_HEADER_BYTES, MAX_JSON_DEPTH, MAX_JSON_INTEGER_DIGITS
 
 # The files of a model folder (laid out like a Hub repo; colorgan.hub describes each)
 WEIGHTS_NAME = constants.SAFETENSORS_SINGLE_FILE  # "model.safetensors"
@@ -81,6 +81,45 @@ def model_source(path_or_repo_id: str | os.PathLike | None) -> str:
     if looks_local and not os.path.isdir(source):
         raise CheckpointError(f"{source}: no such model folder")
     return source
+
+
+# ----------------------------------------------------------------------------- untrusted JSON
+def parse_untrusted_json(raw: str | bytes) -> Any:
+    """Parse JSON from an untrusted file (config.json, a safetensors header), within colorgan's limits.
+
+    Python's parser recurses once per nesting level (a RecursionError traceback at ~1000) and
+    converts any integer, up to its 4300-digit limit, quadratically; both are refused here with a reason.
+
+    Raises:
+        ValueError: not JSON, nested deeper than `MAX_JSON_DEPTH`, or an integer longer than
+            `MAX_JSON_INTEGER_DIGITS` digits; one line, for the caller to name its file in.
+    """
+
+    def bounded_int(text: str) -> int:
+        if len(text.lstrip("-")) > MAX_JSON_INTEGER_DIGITS:
+            raise ValueError(f"an integer of {len(text.lstrip('-'))} digits, over {MAX_JSON_INTEGER_DIGITS}")
+        return int(text)
+
+    try:
+        value = json.loads(raw, parse_int=bounded_int)
+    except RecursionError:
+        raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(f"not UTF-8 text ({error.reason})") from None
+    # iteratively, so checking a deep value cannot itself recurse
+    level, containers = 0, [value]
+    while containers:
+        level += 1
+        if level > MAX_JSON_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+        containers = [
+            item
+            for container in containers
+            if isinstance(container, (dict, list))
+            for item in (container.values() if isinstance(container, dict) else container)
+            if isinstance(item, (dict, list))
+        ]
+    return value
 
 
 # ----------------------------------------------------------------------------- config limits
@@ -189,9 +228,9 @@ def read_safetensors_header(path: str, max_header_bytes: int = MAX_HEADER_BYTES)
     except OSError as error:
         raise refuse(f"{error.strerror or error}") from None
     try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise refuse(f"its header is not JSON: {error}") from None
+        header = parse_untrusted_json(raw)
+    except ValueError as error:
+        raise refuse(f"its header is not usable JSON: {' '.join(str(error).split())}") from None
     if not isinstance(header, dict):
         raise refuse("its header is not a JSON object")
     data_size = file_size - HEADER_LENGTH_BYTES - header_size
@@ -334,10 +373,10 @@ def check_config_file(model_id: str, **download_kwargs: Any) -> dict[str, Any]:
     if size > MAX_CONFIG_BYTES:
         raise CheckpointError(f"{model_id}: its {CONFIG_NAME} of {size} bytes is over the {MAX_CONFIG_BYTES}-byte cap")
     try:
-        with open(path, encoding="utf-8") as handle:
-            config = json.load(handle)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{model_id}: {CONFIG_NAME} is not valid JSON ({error})") from None
+        with open(path, "rb") as handle:
+            config = parse_untrusted_json(handle.read())
+    except ValueError as error:
+        raise CheckpointError(f"{model_id}: {CONFIG_NAME} is not valid JSON ({' '.join(str(error).split())})") from None
     if not isinstance(config, dict):
         raise CheckpointError(f"{model_id}: {CONFIG_NAME} is not a JSON object")
     return config
@@ -365,9 +404,13 @@ def hub_errors_as_checkpoint_errors(source: str) -> Iterator[None]:
 def _read_checked_weights(weights_file: str, map_location: str | torch.device) -> dict[str, torch.Tensor]:
     """The tensors of a safetensors file whose header `check_weights_match` has accepted."""
     try:
-        return load_file(weights_file, device=str(map_location))
+        tensors = load_file(weights_file, device=str(map_location))
     except (SafetensorError, OSError) as error:
         raise CheckpointError(f"{weights_file} is not a readable safetensors file ({error})") from None
+    for name, tensor in tensors.items():  # NaN weights would surface far later, as an IndexError in the colour maths
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{weights_file}: tensor {_short_repr(name)} holds NaN or infinite values")
+    return tensors
 
 
 def count_parameters(model: torch.nn.Module) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from numbers import Real
 from typing import NamedTuple, Union
 
 import numpy as np
@@ -15,6 +16,7 @@ import torch
 from PIL import Image
 
 from .color import normalize_ab, rgb_to_lab
+from .limits import HINT_POINTS
 
 
 class Hint(NamedTuple):
@@ -34,14 +36,26 @@ def has_hints(hints: HintInput) -> bool:
     return hints is not None and (isinstance(hints, Image.Image) or len(hints) > 0)
 
 
-def _check_colour(color) -> tuple[int, int, int]:
-    # an sRGB triple of numbers in 0..255 (NaN, infinities, other lengths and ranges refused)
+def _finite_number(value) -> float | None:
+    """`value` as a float when it is a real number (not a string, not a bool) that is finite, else None.
+
+    Strict on purpose: float("255") would read a string, and a string colour iterated channel by
+    channel read (10, 10, "255") as (2, 5, 5); float(10**400) raises OverflowError.
+    """
+    if isinstance(value, bool) or not isinstance(value, (Real, np.number)):
+        return None
     try:
-        channels = [float(channel) for channel in color]
-    except (TypeError, ValueError):
-        raise ValueError(f"hint colour {color!r} is not three numbers (r, g, b) in 0..255") from None
-    if len(channels) != 3 or not all(math.isfinite(c) and 0 <= c <= 255 for c in channels):
-        raise ValueError(f"hint colour {tuple(color)!r} is not three numbers (r, g, b) in 0..255")
+        number = float(value)
+    except (OverflowError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _check_colour(color) -> tuple[int, int, int]:
+    # an sRGB triple of numbers in 0..255 (strings, NaN, infinities, other lengths and ranges refused)
+    channels = [_finite_number(channel) for channel in color] if isinstance(color, (tuple, list)) else None
+    if channels is None or len(channels) != 3 or not all(c is not None and 0 <= c <= 255 for c in channels):
+        raise ValueError(f"hint colour {color!r:.60} is not three numbers (r, g, b) in 0..255")
     return tuple(round(channel) for channel in channels)  # type: ignore[return-value]
 
 
@@ -55,10 +69,12 @@ def parse_hint(point: Hint | Sequence, image_size: tuple[int, int]) -> Hint:
     width, height = image_size
     try:
         x, y, color = point
-        x, y = float(x), float(y)
     except (TypeError, ValueError):
-        raise ValueError(f"hint {point!r} is not (x, y, (r, g, b))") from None
-    if not (math.isfinite(x) and math.isfinite(y) and 0 <= x < width and 0 <= y < height):
+        raise ValueError(f"hint {point!r:.60} is not (x, y, (r, g, b))") from None
+    if _finite_number(x) is None or _finite_number(y) is None:
+        raise ValueError(f"hint at ({x!r:.30}, {y!r:.30}): x and y must be finite numbers")
+    x, y = float(x), float(y)
+    if not (0 <= x < width and 0 <= y < height):
         raise ValueError(f"hint at ({x:g}, {y:g}) is outside the {width}x{height} image")
     return Hint(x, y, _check_colour(color))
 
@@ -103,8 +119,13 @@ def points_to_hints(
 
     Each point becomes a (2*radius+1)^2 patch, like the small patches seen in training.
     Every point is checked (`parse_hint`) before any is used.
+
+    Raises:
+        ValueError: more points than `HINT_POINTS` allows, or a bad point; one line.
     """
     (width, height), (render_w, render_h) = image_size, render_size
+    if len(points) > HINT_POINTS.high:
+        raise ValueError(f"{len(points)} hint points, more than the {HINT_POINTS.high:,} allowed")
     hint_ab, mask = torch.zeros(1, 2, render_h, render_w), torch.zeros(1, 1, render_h, render_w)
     if not points:
         return hint_ab, mask

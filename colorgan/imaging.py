@@ -54,6 +54,67 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     return paths
 
 
+def _open_header(source: str | os.PathLike | bytes | Image.Image, max_pixels: int, name: str) -> Image.Image:
+    """`Image.open` (which reads the header only) and the size check, before any pixel is decoded."""
+    if isinstance(source, Image.Image):
+        image = source
+    elif isinstance(source, bytes):
+        if not source:
+            raise ImageError("empty file: no image data")
+        image = Image.open(io.BytesIO(source))
+    else:
+        if not Path(source).is_file():
+            raise ImageError(f"{name}: no such file")
+        if Path(source).stat().st_size == 0:
+            raise ImageError(f"{name}: empty file, no image data")
+        image = Image.open(source)
+    if image.width * image.height > max_pixels:
+        raise ImageError(
+            f"{name}: {image.width}x{image.height} is {image.width * image.height / 1e6:.0f} MP,"
+            f" more than the {max_pixels / 1e6:.0f} MP limit"
+        )
+    if image.width == 0 or image.height == 0:
+        raise ImageError(f"{name}: image has no pixels")
+    return image
+
+
+def _image_errors(name: str):
+    """The one-line `ImageError` for what Pillow raises on a file it cannot read."""
+
+    @contextmanager
+    def translated() -> Iterator[None]:
+        try:
+            yield
+        except ImageError:
+            raise
+        except UnidentifiedImageError:
+            raise ImageError(f"{name}: not an image file (or a format Pillow cannot read)") from None
+        except Image.DecompressionBombError:
+            raise ImageError(f"{name}: too many pixels to decode safely") from None
+        except (OSError, SyntaxError, ValueError, EOFError) as error:
+            raise ImageError(f"{name}: corrupt or truncated image ({error})") from None
+
+    return translated()
+
+
+def check_image_header(source: str | os.PathLike | bytes, *, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """Read only an image's header and refuse it as `open_image` would; nothing is decoded.
+
+    For front ends whose upload widgets would otherwise decode the whole image first.
+
+    Returns:
+        (width, height).
+
+    Raises:
+        ImageError: as `open_image`, one line.
+    """
+    name = str(source) if isinstance(source, (str, os.PathLike)) else "image"
+    with _image_errors(name):
+        image = _open_header(source, max_pixels, name)
+        image.close()
+        return image.size
+
+
 def open_image(
     source: str | os.PathLike | bytes | Image.Image,
     *,
@@ -62,6 +123,8 @@ def open_image(
 ) -> Image.Image:
     """Open and fully decode an image, applying its EXIF orientation.
 
+    The size is checked from the header, before any pixel is decoded.
+
     Args:
         source: a path, the encoded bytes, or an already opened PIL image.
         max_pixels: refuse images with more pixels than this.
@@ -69,43 +132,18 @@ def open_image(
             much faster when the caller will shrink the image anyway.
 
     Raises:
-        ImageError: missing file, not an image, truncated or corrupt data, or too many pixels.
+        ImageError: missing file, not an image, truncated or corrupt data, too many pixels, or
+            NaN / infinite float pixels.
     """
     name = str(source) if isinstance(source, (str, os.PathLike)) else "image"
-    try:
-        if isinstance(source, Image.Image):
-            image = source
-        elif isinstance(source, bytes):
-            if not source:
-                raise ImageError("empty file: no image data")
-            image = Image.open(io.BytesIO(source))
-        else:
-            if not Path(source).is_file():
-                raise ImageError(f"{name}: no such file")
-            if Path(source).stat().st_size == 0:
-                raise ImageError(f"{name}: empty file, no image data")
-            image = Image.open(source)
-        if image.width * image.height > max_pixels:
-            raise ImageError(
-                f"{name}: {image.width}x{image.height} is {image.width * image.height / 1e6:.0f} MP,"
-                f" more than the {max_pixels / 1e6:.0f} MP limit"
-            )
-        if image.width == 0 or image.height == 0:
-            raise ImageError(f"{name}: image has no pixels")
+    with _image_errors(name):
+        image = _open_header(source, max_pixels, name)
         image.seek(0)  # first frame of a GIF or multi-page TIFF
         if draft_size is not None and image.format == "JPEG":
             image.draft("RGB", draft_size)
         image.load()
         _check_finite(image, name)
         return ImageOps.exif_transpose(image)
-    except ImageError:
-        raise
-    except UnidentifiedImageError:
-        raise ImageError(f"{name}: not an image file (or a format Pillow cannot read)") from None
-    except Image.DecompressionBombError:
-        raise ImageError(f"{name}: too many pixels to decode safely") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
-        raise ImageError(f"{name}: corrupt or truncated image ({error})") from None
 
 
 def _check_finite(image: Image.Image, name: str) -> None:

@@ -67,6 +67,9 @@ SATURATION = Range("saturation", 0.0, 4.0)  # a chroma multiplier: 0 is gray, 4 
 # person places by hand; 1 M points took 14.5 s and 1.2 GB before this cap.
 HINT_POINTS = Range("hint points", 0, 10_000)
 MAX_HINTS_FILE_BYTES = 1 << 20  # a `--hints-file` of 10,000 "x,y,#rrggbb" lines is ~250 KB
+# argparse's time grows with the square of the number of options (30,000 took 20 s); more points than
+# this go in a `--hints-file`.
+MAX_HINT_FLAGS = 100
 # The largest image colorgan opens: 100 MP is a 12000x8000 scan; above that, decoding alone would
 # take gigabytes. PIL's own bomb check warns at 89 MP and refuses at 179 MP.
 MAX_PIXELS = 100_000_000

@@ -7,8 +7,12 @@ Where `backend="onnx"` finds its graph, in order:
   2. an export cached under `$HF_HOME/colorgan/onnx/<safetensors sha256>-opset<N>-form<M>/model.onnx`;
   3. a fresh export into that cache (`colorgan.onnx_export`; written atomically, never into the
      package or model folder).
-A cached export that does not load is exported again; a `model.onnx` that came with the model
-and does not load is refused with a one-line `CheckpointError`.
+Every graph, shipped, cached or fresh, is checked before ONNX Runtime loads it (`colorgan.onnx_check`:
+operator allow-list, bounded initializers and inferred shapes) and is trusted only after a probe
+forward agrees with the torch model loaded from the safetensors weights. A cache entry is keyed by
+the weights' hash and checked against the hash of the graph it was written with (a `.sha256` file
+beside it). A cached export that fails any check is exported again; a shipped `model.onnx` or
+`model_int8.onnx` that fails is refused with a one-line `CheckpointError`.
 
 `backend="onnx-int8"` needs `model_int8.onnx` in the folder or repo: quantizing needs
 calibration photos, so it is made by `colorgan export-onnx --quantize` or `colorgan push --onnx
@@ -23,7 +27,9 @@ from pathlib import Path
 import torch
 
 from .checkpoint import ONNX_INT8_NAME, ONNX_NAME, CheckpointError, resolve_weights_file
+from .imaging import atomic_path
 from .models import GENERATOR_INPUT_CHANNELS, UNetGenerator
+from .onnx_check import check_graph, check_probe
 from .onnx_export import EXPORT_FORM, ONNX_OPSET, export_onnx
 
 
@@ -57,6 +63,7 @@ class OnnxGenerator:
         except ImportError:
             raise CheckpointError("the ONNX backend needs onnxruntime: pip install 'colorgan[onnx]'") from None
         self.path = Path(path)
+        check_graph(self.path)  # before ONNX Runtime parses or allocates anything for it
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
@@ -140,7 +147,7 @@ def load_onnx_generator(
     name = onnx_file_name(quantized)
     shipped = _shipped_onnx(source, name, download_kwargs)
     if shipped is not None:
-        return OnnxGenerator(shipped)
+        return _trusted(OnnxGenerator(shipped), generator)
     if quantized:
         raise CheckpointError(
             f"{source} has no {name}; make one with `colorgan export-onnx MODEL {name} --quantize"
@@ -148,13 +155,24 @@ def load_onnx_generator(
         )
     weights = resolve_weights_file(source, **download_kwargs)
     cached = onnx_cache_root() / f"{_file_sha256(weights)[:16]}-opset{ONNX_OPSET}-form{EXPORT_FORM}" / name
+    recorded = cached.with_name(cached.name + ".sha256")  # the hash of the graph as it was exported
     if cached.is_file():
         try:
-            return OnnxGenerator(cached)
-        except CheckpointError:
-            cached.unlink(missing_ok=True)  # a damaged cache entry: export it again
+            if not recorded.is_file() or recorded.read_text().strip() != _file_sha256(str(cached)):
+                raise CheckpointError(f"{cached} is not the graph exported there")
+            return _trusted(OnnxGenerator(cached), generator)
+        except (CheckpointError, OSError):
+            cached.unlink(missing_ok=True)  # damaged or replaced: export it again
     try:
         export_onnx(generator, cached)
+        with atomic_path(recorded) as temporary:
+            temporary.write_text(_file_sha256(str(cached)) + "\n")
     except OSError as error:
         raise CheckpointError(f"cannot write the ONNX export to {cached.parent} ({error})") from None
-    return OnnxGenerator(cached)
+    return _trusted(OnnxGenerator(cached), generator)
+
+
+def _trusted(onnx_generator: OnnxGenerator, generator: UNetGenerator) -> OnnxGenerator:
+    """`onnx_generator` once its probe forward agrees with the torch generator's (`onnx_check.check_probe`)."""
+    check_probe(onnx_generator.path, onnx_generator, generator, onnx_generator.quantized)
+    return onnx_generator

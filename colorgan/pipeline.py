@@ -36,6 +36,10 @@ from .propagation import propagate_hints
 ImageInput = str | os.PathLike | bytes | Image.Image  # what every colorize call takes as a photo
 
 
+class ModelOutputError(ValueError):
+    """The generator's output is unusable (NaN or infinite values); one line naming the model."""
+
+
 def pick_device(device: str | torch.device | None = None) -> torch.device:
     """The given device, else cuda, mps or cpu, whichever is there first."""
     if device is not None:
@@ -86,6 +90,7 @@ class Colorizer:
         if onnx_generator is not None and self.device.type != "cpu":
             raise ValueError(f"the ONNX backend runs on the cpu, not {device}")
         self.onnx_generator = onnx_generator
+        self.model_name = str(onnx_generator.path) if onnx_generator is not None else type(generator).__name__
         self.generator = generator.to(self.device).eval()
         if self.device.type == "cpu":
             self.generator = self.generator.to(memory_format=torch.channels_last)  # ~25% faster convs on CPU
@@ -135,7 +140,10 @@ class Colorizer:
                 onnx_generator = load_onnx_generator(
                     source, generator, quantized=backend == "onnx-int8", **download_kwargs
                 )
-        return cls(generator, device=device, onnx_generator=onnx_generator)
+        colorizer = cls(generator, device=device, onnx_generator=onnx_generator)
+        if onnx_generator is None:
+            colorizer.model_name = source  # named by errors about what the model does
+        return colorizer
 
     @property
     def backend(self) -> str:
@@ -294,6 +302,9 @@ class Colorizer:
 
         Returns:
             (1, 2, h, w) ab in Lab units, one per input, in order.
+
+        Raises:
+            ModelOutputError: the generator gave NaN or infinite values (broken weights or graph).
         """
         outputs: list[torch.Tensor | None] = [None] * len(inputs)
         groups: dict[tuple[int, ...], list[int]] = {}
@@ -308,6 +319,8 @@ class Colorizer:
                     batch = batch.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
                     ab_norm = self.generator(batch)
+            if not bool(torch.isfinite(ab_norm).all()):  # before the colour maths, whose table lookup it would break
+                raise ModelOutputError(f"{self.model_name}: the generator's output holds NaN or infinite values")
             for position, index in enumerate(indices):
                 outputs[index] = denormalize_ab(ab_norm[position : position + 1].float())
         return outputs  # type: ignore[return-value]

@@ -98,21 +98,21 @@ def _is_opaque(image: Image.Image) -> bool:
     return image.getchannel("A").getextrema() == (255, 255)
 
 
-def merge_hint_layers(layers: Sequence[Image.Image | None], size: tuple[int, int]) -> Image.Image | None:
+def merge_hint_layers(layers: Sequence[ImageSource | None], size: tuple[int, int]) -> Image.Image | None:
     """Painted editor layers -> one RGBA hint layer of `size`, or None when nothing is painted.
 
     Later layers paint over earlier ones. A layer of another size (the editor's canvas) is
     stretched onto the photo, since the canvas always spans the whole photo.
 
     Args:
-        layers: RGBA layers, transparent where unpainted.
+        layers: RGBA layers (images, or the paths of files the editor wrote), transparent where unpainted.
         size: (width, height) of the photo.
     """
     merged = Image.new("RGBA", size, (0, 0, 0, 0))
     for layer in layers:
         if layer is None:
             continue
-        layer = layer.convert("RGBA")
+        layer = load_photo(layer, what="hint layer").convert("RGBA")
         if layer.size != size:
             layer = layer.resize(size, Image.Resampling.NEAREST)
         merged = Image.alpha_composite(merged, layer)
@@ -125,8 +125,9 @@ def split_editor_value(
     """The image editor's value -> (photo, painted hint layer or None).
 
     Args:
-        value: `gr.ImageEditor(type="pil")`'s value, a dict with `background` (the photo),
-            `layers` (the painted strokes, RGBA) and `composite` (photo + strokes).
+        value: the image editor's value (`colorgan.app_editor`, paths; or `gr.ImageEditor(type="pil")`'s),
+            a dict with `background` (the photo), `layers` (the painted strokes, RGBA) and
+            `composite` (photo + strokes, unused).
         max_pixels: refuse photos with more pixels than this.
 
     Raises:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..limits import MAX_HINT_FLAGS
 from . import colorize, evaluate, publish
 from .options import CommandFailed
 
@@ -39,6 +40,15 @@ def main(argv: list[str] | None = None) -> int:
     Args:
         argv: the arguments after `colorgan`; by default the process's own.
     """
+    argv = sys.argv[1:] if argv is None else argv
+    hint_flags = sum(1 for word in argv if word == "--hint" or word.startswith("--hint="))
+    if hint_flags > MAX_HINT_FLAGS:  # refused before argparse, whose time grows with their square
+        print(
+            f"error: {hint_flags} --hint options, more than {MAX_HINT_FLAGS}; put the points in a file,"
+            " one X,Y,#RRGGBB per line, and pass --hints-file FILE",
+            file=sys.stderr,
+        )
+        return 2
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

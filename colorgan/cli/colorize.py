@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import one_line
+from ..limits import HINT_POINTS, MAX_HINT_FLAGS, MAX_HINTS_FILE_BYTES
 from .options import CommandFailed, add_model_options, add_overwrite_option, add_render_options, load_colorizer
 
 if TYPE_CHECKING:
@@ -26,7 +27,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         type=parse_hint_point,
         metavar="X,Y,#RRGGBB",
-        help="a colour hint at pixel (X, Y) of the input, e.g. 120,40,#5b8fd1; repeat for more",
+        help=f"a colour hint at pixel (X, Y) of the input, e.g. 120,40,#5b8fd1; repeat for more (up to {MAX_HINT_FLAGS})",
+    )
+    parser.add_argument(
+        "--hints-file",
+        metavar="POINTS.csv",
+        help=f"hint points from a file, one X,Y,#RRGGBB per line (an x,y,color header line may come first);"
+        f" up to {HINT_POINTS.high:,} points",
     )
     parser.add_argument(
         "--no-propagate",
@@ -72,6 +79,33 @@ def output_path(source: Path, output_dir: str | None) -> Path:
     """`<name>_color.png` in `output_dir`, else beside the input."""
     folder = Path(output_dir) if output_dir else source.parent
     return folder / f"{source.stem}_color.png"
+
+
+def read_hints_file(path: str) -> list[tuple[float, float, tuple[int, int, int]]]:
+    """`--hints-file`: hint points, one `X,Y,#RRGGBB` per line, as `--hint` takes them.
+
+    Raises:
+        CommandFailed: unreadable, over `MAX_HINTS_FILE_BYTES` or `HINT_POINTS`, or a bad line;
+            one line naming the file (and the line).
+    """
+    try:
+        size = Path(path).stat().st_size
+        if size > MAX_HINTS_FILE_BYTES:
+            raise CommandFailed(f"{path}: {size} bytes, over the {MAX_HINTS_FILE_BYTES}-byte limit for a hints file")
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as error:
+        raise CommandFailed(f"{path}: cannot read it ({one_line(error)})") from None
+    points = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip() or (number == 1 and line.replace(" ", "").lower() == "x,y,color"):
+            continue
+        if len(points) == HINT_POINTS.high:
+            raise CommandFailed(f"{path}: more than {HINT_POINTS.high:,} hint points, the limit")
+        try:
+            points.append(parse_hint_point(line.strip()))
+        except argparse.ArgumentTypeError as error:
+            raise CommandFailed(f"{path} line {number}: {error}") from None
+    return points
 
 
 def parse_hint_point(text: str) -> tuple[float, float, tuple[int, int, int]]:
@@ -123,9 +157,10 @@ def run_colorize(args: argparse.Namespace) -> int:
     sources = input_images(args.inputs)
     if not sources:
         raise CommandFailed("no input images found")
-    if args.hints and args.hint:
-        raise CommandFailed("give either --hints (a painted layer) or --hint points, not both")
-    hints = read_hint_layer(args.hints) if args.hints else args.hint
+    if args.hints and (args.hint or args.hints_file):
+        raise CommandFailed("give either --hints (a painted layer) or --hint / --hints-file points, not both")
+    points = (args.hint or []) + (read_hints_file(args.hints_file) if args.hints_file else [])
+    hints = read_hint_layer(args.hints) if args.hints else points or None
     if args.output_dir:  # checked now, made only when the first result is written (atomic_path)
         check_output(lambda: check_output_folder(args.output_dir))
     colorizer = load_colorizer(args)
