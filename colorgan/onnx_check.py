@@ -101,8 +101,10 @@ def _check_inferred_shapes(path: Path, model) -> None:
     from onnx import shape_inference
 
     graph = model.graph
+    if not graph.node:
+        raise _refuse(path, "an empty graph")
     if len(graph.input) != 1 or len(graph.input[0].type.tensor_type.shape.dim) != len(PROBE_SHAPE):
-        raise _refuse(path, "it should take one (B, 4, H, W) input")
+        raise CheckpointError(f"{path} is not a colorgan generator: it should map (B, 4, H, W) to (B, 2, H, W)")
     for dim, value in zip(graph.input[0].type.tensor_type.shape.dim, PROBE_SHAPE):
         dim.Clear()
         dim.dim_value = value

@@ -329,4 +329,7 @@ def colorize_clip(
         )
     except VideoError as error:
         raise VideoError(_by_base_name(error, video)) from None
+    finally:
+        if not destination.exists():
+            destination.parent.rmdir()  # the request's own folder, left empty by the failed writer
     return str(destination)
