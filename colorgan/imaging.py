@@ -6,6 +6,7 @@ import os
 import signal
 import tempfile
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -56,6 +57,12 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
 
 def _open_header(source: str | os.PathLike | bytes | Image.Image, max_pixels: int, name: str) -> Image.Image:
     """`Image.open` (which reads the header only) and the size check, before any pixel is decoded."""
+    with warnings.catch_warnings():  # Pillow's bomb warning on stderr: the check below answers it in one line
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return _checked_header(source, max_pixels, name)
+
+
+def _checked_header(source: str | os.PathLike | bytes | Image.Image, max_pixels: int, name: str) -> Image.Image:
     if isinstance(source, Image.Image):
         image = source
     elif isinstance(source, bytes):

@@ -349,6 +349,28 @@ def test_upload_over_the_file_size_limit_is_refused(client, app_url, app_module,
     assert served.size == Image.open(photo_path).size
 
 
+def test_editor_refuses_a_huge_photo_from_its_header_and_keeps_serving(client, app_url, photo_path, tmp_path):
+    """Issue 21: the editor used to decode a 169 MP upload (Gradio's own decode) before colorgan's check."""
+    import resource
+
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    huge = tmp_path / "huge.png"
+    Image.new("L", (13000, 13000)).save(huge, compress_level=1)  # ~170 KB on disk
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    started = time.perf_counter()
+    with pytest.raises(AppError, match="huge.png: 13000x13000 is 169 MP, more than the 25 MP limit") as caught:
+        client.predict({"background": handle_file(str(huge)), "layers": [], "composite": None}, 1.0, 256, "photo",
+                       api_name="/colorize_editor")
+    assert time.perf_counter() - started < 5 and one_line(str(caught.value))
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
+    assert grown_mb < 100, grown_mb  # a decode of the photo alone would be 169 MB (L) to 676 MB (RGBA)
+    editor_value = {"background": handle_file(str(photo_path)), "layers": [], "composite": None}
+    (_, after), _ = client.predict(editor_value, 1.0, 256, "photo", api_name="/colorize_editor")
+    assert Image.open(after).size == Image.open(photo_path).size
+
+
 def test_load_8_concurrent_clients_x_5_requests(app_url, photos_dir, tmp_path):
     import psutil
     from gradio_client import handle_file

