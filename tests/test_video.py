@@ -358,10 +358,10 @@ def test_timestamps_stamped_in_decoding_order_are_put_right():
 
     from colorgan.video import _decoded_frames
 
-    video, audio = object(), object()
+    video, audio = SimpleNamespace(width=2, height=2, time_base=None), object()  # each frame is checked against the header
     stamps = [1, 2, 3, 5, 4, 6, 8, 7, 9, None, 11]
     frames = [
-        SimpleNamespace(pts=pts, to_ndarray=lambda format, i=i: np.full((2, 2, 3), i, np.uint8))
+        SimpleNamespace(width=2, height=2, pts=pts, to_ndarray=lambda format, i=i: np.full((2, 2, 3), i, np.uint8))
         for i, pts in enumerate(stamps)
     ]
     packets = [SimpleNamespace(stream=video, decode=lambda f=f: [f]) for f in frames]
