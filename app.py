@@ -17,10 +17,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import gradio as gr
-import torch
 
 from colorgan import CheckpointError, Colorizer
 from colorgan.limits import APP_MAX_FILE_SIZE, APP_MAX_VIDEO_SECONDS, APP_MAX_VIDEO_SIDES, APP_RENDER_SIZE, APP_SATURATION
+from colorgan.threads import default_threads, set_threads
 from colorgan.webapp import (
     before_and_after,
     colorize_clip,
@@ -221,7 +221,12 @@ def build_video_tab(colorizer: Colorizer, limits: dict) -> None:
         """
         with errors_shown_to_user():
             return colorize_clip(
-                colorizer, video, colorized.GRADIO_CACHE, saturation=saturation, render_size=render_size
+                colorizer,
+                video,
+                colorized.GRADIO_CACHE,
+                saturation=saturation,
+                render_size=render_size,
+                threads=default_threads(workers=WORKERS, video=True),
             )
 
     button.click(
@@ -242,9 +247,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    # WORKERS requests run at once; more threads than cores makes them spin-wait on each other. Set
-    # before loading: an ONNX Runtime session takes its thread count from torch's when it is made.
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // WORKERS))
+    # WORKERS requests run at once, each on its share of the cores (colorgan.threads). Set before
+    # loading: an ONNX Runtime session takes its thread count from torch's when it is made.
+    set_threads(default_threads(workers=WORKERS))
     try:
         colorizer = load_fastest_colorizer(args.model, device=args.device, log=lambda line: print(line, flush=True))
     except (CheckpointError, OSError, ValueError, RuntimeError) as error:

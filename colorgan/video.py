@@ -34,6 +34,7 @@ from .hints import HintInput, generator_input, has_hints
 from .imaging import DecodedImage, atomic_path
 from .pipeline import Colorizer
 from .temporal import CarriedHints, ColorMemory, Motion, TemporalSettings
+from .threads import CODEC_THREADS, use_threads
 
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv"}  # containers that take H.264 (or MPEG-4) video
 BATCH_SIZE = 8  # frames decoded, predicted and encoded together
@@ -104,7 +105,7 @@ def open_video(source: str | os.PathLike):
             raise VideoError(f"{path}: no decoder for its video codec")
         if not stream.width or not stream.height:
             raise VideoError(f"{path}: video stream has no frame size (unsupported or corrupt codec data)")
-        stream.thread_type = "AUTO"
+        stream.thread_count = CODEC_THREADS  # FFmpeg's default, one per core, oversubscribes beside torch
         yield container, stream, list(container.streams.audio)
     finally:
         container.close()
@@ -261,6 +262,7 @@ class VideoWriter:
         self.stream.time_base = template.time_base
         self.stream.codec_context.time_base = template.time_base
         self.stream.options = X264_OPTIONS if codec == "libx264" else {"qscale": "3"}
+        self.stream.codec_context.thread_count = CODEC_THREADS  # x264's default is 1.5 per core
         self.time_base = template.time_base
         self.step = max(1, round(1 / (_frame_rate(template) * template.time_base))) if template.time_base else 1
         self.last_pts: int | None = None
@@ -348,6 +350,7 @@ def colorize_video(
     temporal: TemporalSettings | None = TemporalSettings(),
     batch_size: int = BATCH_SIZE,
     progress: bool = True,
+    threads: int | None = None,
 ) -> VideoResult:
     """Colorize a video file into `dst` (MP4, MOV or MKV), keeping size, frames, timing and audio.
 
@@ -369,6 +372,9 @@ def colorize_video(
             own (for comparison; it flickers).
         batch_size: frames decoded, predicted and encoded together.
         progress: show a progress bar with frames per second on stderr.
+        threads: torch threads for the call; by default `colorgan.threads`' policy: the cores this
+            process may use but one (OMP_NUM_THREADS when set). OpenCV, the decoder and the encoder
+            get one thread each.
 
     Returns:
         What was written: frames, frame rate, shot cuts and the time taken.
@@ -387,7 +393,7 @@ def colorize_video(
         colorizer, hints=hints, hint_frame=hint_frame, saturation=saturation, render_size=render_size, temporal=temporal
     )
     started = time.perf_counter()
-    with open_video(src) as (container, stream, audio_streams), atomic_path(dst) as temporary:
+    with use_threads(threads, video=True), open_video(src) as (container, stream, audio_streams), atomic_path(dst) as temporary:
         declared = int(stream.frames or 0)
         fps = _frame_rate(stream)
         try:

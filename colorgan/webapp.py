@@ -272,6 +272,7 @@ def colorize_clip(
     render_size: int | None = None,
     max_seconds: float = APP_MAX_VIDEO_SECONDS,
     max_sides: tuple[int, int] = APP_MAX_VIDEO_SIDES,
+    threads: int | None = None,
 ) -> str:
     """The Video tab's work: check the clip's limits and colorize it into an MP4 with its sound.
 
@@ -282,6 +283,7 @@ def colorize_clip(
         saturation: chroma multiplier, within `APP_SATURATION`.
         render_size: long side at which the generator runs, within `APP_RENDER_SIZE`.
         max_seconds, max_sides: the clip limits (duration; long and short side).
+        threads: torch threads for this request (`colorgan.threads`; the app passes its workers' share).
 
     Returns:
         The path of `<name>_color.mp4`.
@@ -298,7 +300,9 @@ def colorize_clip(
     Path(folder).mkdir(parents=True, exist_ok=True)
     destination = Path(tempfile.mkdtemp(dir=folder)) / f"{video.stem}_color.mp4"
     try:
-        colorize_video(colorizer, video, destination, saturation=saturation, render_size=render_size, progress=False)
+        colorize_video(
+            colorizer, video, destination, saturation=saturation, render_size=render_size, progress=False, threads=threads
+        )
     except VideoError as error:
         raise VideoError(_by_base_name(error, video)) from None
     return str(destination)
