@@ -276,6 +276,10 @@ def two_regions_photo(tmp_path) -> tuple[Image.Image, Path]:
 
 
 PALETTE_OPEN = "() => document.querySelector('#photo menu.swatch') !== null"
+BEFORE_SIDE_CHANGED = """shown => {
+    const image = document.querySelector('#before-after img');
+    return image !== null && image.complete && image.src !== shown;
+}"""
 
 
 def test_a_colour_pick_closes_the_palette_and_the_next_click_places_a_dot_of_that_colour(served_app, page, tmp_path):
@@ -335,18 +339,12 @@ def test_switching_the_comparison_updates_the_slider_without_a_new_colorize(serv
     assert np.abs(without_hints).mean() > 5, "the tiny model colours the photo (else nothing to compare)"
 
     page.locator("#compare label", has_text="without your hints").click()  # no Colorize pressed
-    page.wait_for_function(
-        f"() => {{ const i = document.querySelector('#before-after img'); return i && i.complete && i.src !== {shown!r}; }}",
-        timeout=60_000,
-    )
+    page.wait_for_function(BEFORE_SIDE_CHANGED, arg=shown, timeout=60_000)
     shown, before = before_side()
     assert np.abs(before - without_hints).mean() < 1.0, "the before side is the colorization without the dot"
 
     page.locator("#compare label", has_text="black-and-white").click()
-    page.wait_for_function(
-        f"() => {{ const i = document.querySelector('#before-after img'); return i && i.complete && i.src !== {shown!r}; }}",
-        timeout=60_000,
-    )
+    page.wait_for_function(BEFORE_SIDE_CHANGED, arg=shown, timeout=60_000)
     assert np.abs(before_side()[1]).max() < 2, "and back to the black-and-white photo"
 
 
