@@ -12,7 +12,8 @@
 3. Threads (--threads-sweep): `colorgan colorize-video` at its default settings against each
    OMP_NUM_THREADS from 1 to the cores this process has, and the Python API's `colorize_video` at
    its defaults, each in a fresh process, in turns, on the same 480p clip; the frames/s each reports
-   (start-up not counted) and the default's ratio to the best setting and to the API.
+   (start-up not counted), and the medians over rounds of the default's ratio to the round's best
+   setting and of the API's to the CLI (a shared machine's load drifts between rounds, not within one).
 
 Uses the bundled starter model at its own render size unless --model/--render-size say otherwise.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -127,15 +129,20 @@ def thread_sweep(args: argparse.Namespace) -> None:
         for _ in range(args.repeat):  # in turns: the load of a shared machine drifts
             for label, (command, run_env) in runs.items():
                 rates[label].append(frames_per_second(command, run_env))
-    best = {label: max(values) for label, values in rates.items()}
+    # each round's runs shared the machine's load: ratios are taken within a round, then the median
+    settings = [label for label in rates if "OMP_NUM_THREADS" in label]
+    default, api = rates["CLI, default threads"], rates["Python API, default threads"]
+    to_best = statistics.median(
+        rate / max(rates[setting][round_] for setting in settings) for round_, rate in enumerate(default)
+    )
+    api_to_cli = statistics.median(api_rate / cli_rate for api_rate, cli_rate in zip(api, default))
     print(f"854x480, {args.fps_frames} frames, {available_cores()} cores (default torch threads for video:"
-          f" {default_threads(video=True)}), best of {args.repeat} runs each:")
+          f" {default_threads(video=True)}), {args.repeat} rounds:")
     for label, values in rates.items():
-        print(f"  {label:<32} {best[label]:6.2f} frames/s   (runs: {' '.join(f'{v:.2f}' for v in values)})")
-    default = best["CLI, default threads"]
-    best_setting = max(value for label, value in best.items() if "OMP_NUM_THREADS" in label)
-    print(f"default / best OMP_NUM_THREADS: {default / best_setting:.2f}x (target >= 0.9)")
-    print(f"Python API / CLI, both default: {best['Python API, default threads'] / default:.2f}x (target 0.9-1.1)")
+        rounds = " ".join(f"{value:.2f}" for value in values)
+        print(f"  {label:<32} median {statistics.median(values):6.2f} frames/s   (rounds: {rounds})")
+    print(f"default / best OMP_NUM_THREADS of the same round: {to_best:.2f}x (median over rounds; target >= 0.9)")
+    print(f"Python API / CLI, both default, same round: {api_to_cli:.2f}x (median over rounds; target 0.9-1.1)")
 
 
 def main() -> None:
