@@ -175,7 +175,7 @@ def build_demo(colorizer: Colorizer) -> gr.Blocks:
                 return before_and_after(photo, colorized, before), save_png(colorized, download.GRADIO_CACHE)
 
             def compare_again(editor_value: dict | None, saturation: float, render_size: int, compare: str, shown):
-                if shown is None:  # nothing colorized yet: the choice applies at the next Colorize
+                if not shown or shown[1] is None:  # nothing colorized yet: the choice applies at the next Colorize
                     return gr.skip(), gr.skip()
                 return colorize_in_editor(editor_value, saturation, render_size, compare)
 
