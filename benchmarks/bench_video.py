@@ -126,9 +126,10 @@ def thread_sweep(args: argparse.Namespace) -> None:
             runs[f"CLI, OMP_NUM_THREADS={threads}"] = (cli, dict(env, OMP_NUM_THREADS=str(threads)))
         runs["Python API, default threads"] = ([sys.executable, "-c", API_RUN, str(source), output], env)
         rates: dict[str, list[float]] = {label: [] for label in runs}
-        for _ in range(args.repeat):  # in turns: the load of a shared machine drifts
-            for label, (command, run_env) in runs.items():
-                rates[label].append(frames_per_second(command, run_env))
+        for round_ in range(args.repeat):  # in turns: the load of a shared machine drifts
+            order = list(runs) if round_ % 2 == 0 else list(runs)[::-1]  # no setting always follows another
+            for label in order:
+                rates[label].append(frames_per_second(*runs[label]))
     # each round's runs shared the machine's load: ratios are taken within a round, then the median
     settings = [label for label in rates if "OMP_NUM_THREADS" in label]
     default, api = rates["CLI, default threads"], rates["Python API, default threads"]
