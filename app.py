@@ -17,12 +17,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import gradio as gr
-import torch
 
 from colorgan import CheckpointError, Colorizer
 from colorgan.app_editor import HeaderCheckedImageEditor
 from colorgan.imaging import remove_partial_files_on_signals
 from colorgan.limits import APP_MAX_FILE_SIZE, APP_MAX_VIDEO_SECONDS, APP_MAX_VIDEO_SIDES, APP_RENDER_SIZE, APP_SATURATION
+from colorgan.threads import default_threads, set_threads
 from colorgan.webapp import (
     before_and_after,
     colorize_clip,
@@ -36,8 +36,41 @@ from colorgan.webapp import (
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 WORKERS = 2  # one colorization per vCPU of a basic Space; the rest wait in the queue
 QUEUE_SIZE = 64  # waiting requests beyond this are turned away ("queue full") instead of piling up
-LAUNCH_OPTIONS = {"max_file_size": APP_MAX_FILE_SIZE, "theme": gr.themes.Soft()}
 HINT_COLORS = ["#5b8fd1", "#4f8a3c", "#e2b08f", "#c8312f", "#e8c547", "#7a5233", "#2f6f8f", "#7d4fa0"]
+# the brush's radius in the photo's pixels; Gradio's "auto" (25) painted 50 px dots, wider than a face in a group photo
+BRUSH_RADIUS = 6
+
+# Runs once in the browser when the page loads. Gradio's editor closes its colour palette (and the
+# brush size slider) on a mousedown outside it; a pick of a colour and Escape send one, so the palette
+# no longer covers the photo where the next click goes. A file the browser cannot open as an image
+# leaves the editor empty without a word: its name goes to the hidden #rejected-upload box, whose
+# event answers with the error.
+EDITOR_JS = """
+() => {
+    const closeEditorPopups = () => document.body.dispatchEvent(new MouseEvent("mousedown", { bubbles: true }));
+    document.addEventListener("click", (event) => {  // seen on the way down, closed once the pick is made
+        if (event.target.closest("#photo menu.swatch button.color")) setTimeout(closeEditorPopups, 0);
+    }, true);
+    document.addEventListener("keydown", (event) => {
+        if (event.key === "Escape") closeEditorPopups();
+    });
+    const checkOpens = (file) => {
+        if (!file) return;
+        createImageBitmap(file).then((bitmap) => bitmap.close(), () => {
+            const box = document.querySelector("#rejected-upload textarea");
+            box.value = `${file.name}\n${Date.now()}`;  // a new value each time, so the same file is refused again
+            box.dispatchEvent(new Event("input", { bubbles: true }));
+        });
+    };
+    document.addEventListener("change", (event) => {
+        if (event.target.matches("#photo input[type=file]")) checkOpens(event.target.files[0]);
+    }, true);
+    document.addEventListener("drop", (event) => {
+        if (event.target.closest("#photo")) checkOpens(event.dataTransfer && event.dataTransfer.files[0]);
+    }, true);
+}
+"""
+LAUNCH_OPTIONS = {"max_file_size": APP_MAX_FILE_SIZE, "theme": gr.themes.Soft(), "js": EDITOR_JS}
 
 INTRO = """# colorgan: colorize black-and-white photos
 Upload, paste or take a photo (colour photos work too: only their lightness is used) and press
@@ -45,6 +78,7 @@ Upload, paste or take a photo (colour photos work too: only their lightness is u
 (sky, a shirt, a car...), or click to place a dot: each stroke colours the whole region it sits in, up
 to the photo's edges. Only the hue and saturation of your strokes count, the photo keeps its own light
 and shade. Without strokes the model chooses all colours itself."""
+NOT_AN_IMAGE = "not an image file, or not one this browser can open (JPEG, PNG, WebP, GIF, BMP)"
 COMPARE_CHOICES = [("black-and-white → colour", "photo"), ("without your hints → with them", "hints")]
 
 VIDEO_INTRO = f"""Upload a short black-and-white clip (MP4, MOV, MKV, AVI, WebM; at most {APP_MAX_VIDEO_SECONDS} seconds
@@ -95,7 +129,7 @@ def build_demo(colorizer: Colorizer) -> gr.Blocks:
                         sources=("upload", "clipboard", "webcam"),
                         transforms=(),
                         layers=False,
-                        brush=gr.Brush(colors=HINT_COLORS, color_mode="defaults"),
+                        brush=gr.Brush(colors=HINT_COLORS, color_mode="defaults", default_size=BRUSH_RADIUS),
                         height=520,
                         elem_id="photo",
                     )
@@ -126,6 +160,7 @@ def build_demo(colorizer: Colorizer) -> gr.Blocks:
                         elem_id="before-after",
                     )
                     download = gr.File(label="Full-resolution colour PNG", interactive=False, elem_id="download")
+            rejected_upload = gr.Textbox(visible="hidden", elem_id="rejected-upload")  # filled by EDITOR_JS
             # the API's own inputs and output: files, so any format and bit depth arrives untouched
             api_image = gr.File(label="image", visible=False)
             api_hints = gr.File(label="hints", visible=False)
@@ -139,6 +174,15 @@ def build_demo(colorizer: Colorizer) -> gr.Blocks:
                     if compare == "hints" and hint_layer is not None:
                         before = colorize_photo(colorizer, photo, None, saturation=saturation, render_size=render_size)
                 return before_and_after(photo, colorized, before), save_png(colorized, download.GRADIO_CACHE)
+
+            def compare_again(editor_value: dict | None, saturation: float, render_size: int, compare: str, shown):
+                if not shown or shown[1] is None:  # nothing colorized yet: the choice applies at the next Colorize
+                    return gr.skip(), gr.skip()
+                return colorize_in_editor(editor_value, saturation, render_size, compare)
+
+            def refuse_upload(rejected: str):
+                name = rejected.splitlines()[0] if rejected else "the file"
+                raise gr.Error(f"{name}: {NOT_AN_IMAGE}", print_exception=False)
 
             @stating_app_limits
             def colorize(image: str, hints: str | None = None, saturation: float = 1.0, render_size: int | None = None) -> str:
@@ -163,6 +207,14 @@ def build_demo(colorizer: Colorizer) -> gr.Blocks:
                 api_visibility="undocumented",
                 **limits,
             )
+            compare.change(  # the slider shows the other comparison at once, without a new Colorize
+                compare_again,
+                inputs=[editor, saturation, render_size, compare, slider],
+                outputs=[slider, download],
+                api_visibility="private",
+                **limits,
+            )
+            rejected_upload.change(refuse_upload, inputs=rejected_upload, outputs=None, api_visibility="private")
             gr.on(  # no UI trigger: an API-only endpoint
                 [],
                 colorize,
@@ -222,7 +274,12 @@ def build_video_tab(colorizer: Colorizer, limits: dict) -> None:
         """
         with errors_shown_to_user():
             return colorize_clip(
-                colorizer, video, colorized.GRADIO_CACHE, saturation=saturation, render_size=render_size
+                colorizer,
+                video,
+                colorized.GRADIO_CACHE,
+                saturation=saturation,
+                render_size=render_size,
+                threads=default_threads(workers=WORKERS, video=True),
             )
 
     button.click(
@@ -244,9 +301,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     remove_partial_files_on_signals()  # video outputs are written by worker threads, which cannot set it
-    # WORKERS requests run at once; more threads than cores makes them spin-wait on each other. Set
-    # before loading: an ONNX Runtime session takes its thread count from torch's when it is made.
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // WORKERS))
+    # WORKERS requests run at once, each on its share of the cores (colorgan.threads). Set before
+    # loading: an ONNX Runtime session takes its thread count from torch's when it is made.
+    set_threads(default_threads(workers=WORKERS))
     try:
         colorizer = load_fastest_colorizer(args.model, device=args.device, log=lambda line: print(line, flush=True))
     except (CheckpointError, OSError, ValueError, RuntimeError) as error:

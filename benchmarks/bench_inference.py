@@ -7,6 +7,8 @@ Prints, in one run (so that the ratios compare figures taken under the same mach
     far the ONNX outputs are from torch's (max |ab| difference in model space);
   - `Colorizer` end to end (PIL in, PIL out) on a 512x512 photo, and from the bytes of a 12 MP JPEG
     to the output image (in a fresh process, for its peak RSS);
+  - the plain calls users make on a 12 MP photo, `colorizer(x, render_size=512)` with x a JPEG path,
+    a decoded PIL RGB image and a PIL L image, in the same rounds as the bytes and the forward;
   - the ratios of issue 10 beside their targets, the peak RSS, and the thread settings.
 
 Every ratio is paired: the functions it compares run in turns, one run of each per round, and the
@@ -56,6 +58,9 @@ TARGET_RATIOS = {
     "ONNX fp32 forward / torch forward": 0.75,
     "ONNX int8 forward / torch forward": 0.5,
 }
+# issue 22's: the ways users call it on a 12 MP photo, each against the same rounds' forward
+PLAIN_CALLS = ("JPEG path", "PIL RGB image", "PIL L image")
+TARGET_RATIOS.update({f"12 MP {call} / torch forward": 2.5 for call in PLAIN_CALLS})
 TARGET_RSS_MIB = 1.2 * 1024
 TARGET_ONNX_DIFFERENCE = 1e-3
 
@@ -260,10 +265,11 @@ def onnx_difference(generator: nn.Module, onnx_generator) -> float:
 
 # ----------------------------------------------------------------------------- the 12 MP child
 def run_12mp_child(args: argparse.Namespace) -> None:
-    """In a fresh process: time bytes -> PIL image on a 12 MP JPEG; print JSON with the peak RSS.
+    """In a fresh process: time bytes -> PIL image on a 12 MP JPEG, and the plain calls; print JSON.
 
-    The peak is read after three untimed 12 MP runs, before the torch forward at 512x512 that the
-    timed rounds take in turns with the 12 MP runs (so that their ratio compares runs under the same load).
+    The peak RSS is read after three untimed runs from the bytes, before the torch forward at 512x512
+    and the plain calls (a JPEG path, a PIL RGB and a PIL L image) that the timed rounds take in turns
+    with them (so that their ratios compare runs under the same load).
     """
     colorizer, _ = load_colorizer(args.model, args.backend)
     data = jpeg_12mp(args.jpeg_mode)
@@ -272,12 +278,22 @@ def run_12mp_child(args: argparse.Namespace) -> None:
         assert output.size == (4000, 3000), output.size
         del output
     peak = peak_rss_mib()
-    functions = {
-        "12 MP": lambda: colorizer(data, render_size=args.render_size),
-        "torch": forward_function(colorizer.generator, 4, channels_last=True),
-    }
-    times = time_interleaved_ms(functions, args.runs)
-    print(json.dumps(dict(times=times["12 MP"], torch=times["torch"], peak_rss_mib=peak, jpeg_bytes=len(data))))
+    with tempfile.TemporaryDirectory(prefix="colorgan-bench-") as folder:
+        path = Path(folder) / "photo_12mp.jpg"
+        path.write_bytes(jpeg_12mp("RGB"))  # a camera's or a scanner's colour JPEG
+        rgb = Image.open(path).convert("RGB")
+        gray = rgb.convert("L")
+        plain_inputs = dict(zip(PLAIN_CALLS, (str(path), rgb, gray)))
+        functions = {
+            "12 MP": lambda: colorizer(data, render_size=args.render_size),
+            "torch": forward_function(colorizer.generator, 4, channels_last=True),
+        }
+        for call, image in plain_inputs.items():
+            functions[call] = lambda image=image: colorizer(image, render_size=args.render_size)
+        times = time_interleaved_ms(functions, args.runs)
+    plain = {call: times[call] for call in PLAIN_CALLS}
+    result = dict(times=times["12 MP"], torch=times["torch"], plain=plain, peak_rss_mib=peak, jpeg_bytes=len(data))
+    print(json.dumps(result))
 
 
 def run_12mp_in_subprocess(args: argparse.Namespace) -> dict:
@@ -302,7 +318,7 @@ def paired_ratio(times: dict[str, list[float]], reference: dict[str, list[float]
 
 def ratio_line(name: str, value: float) -> str:
     target = TARGET_RATIOS[name]
-    return f"  {name:<36} {value:5.2f}x   target <= {target:.2f}x: {verdict(value, target)}"
+    return f"  {name:<44} {value:5.2f}x   target <= {target:.2f}x: {verdict(value, target)}"
 
 
 def main() -> None:
@@ -400,11 +416,16 @@ def main() -> None:
     )
 
     print(f"  (torch forward at 512x512 in the same rounds: {summary(big['torch'])})")
+    print(f"4000x3000 (12 MP), the plain calls, colorizer(x, render_size={render}), in the same rounds:")
+    for call, times in big["plain"].items():
+        print(f"  {call:<14} {summary(times)}")
 
     print()
     print("ratios (each the median over rounds of that round's ratio to its own torch forward):")
     print(ratio_line("end to end 512x512 / torch forward", paired_ratio(end_to_end, forward["torch"])))
     print(ratio_line("end to end 12 MP / torch forward", paired_ratio(big["times"], big["torch"])))
+    for call, times in big["plain"].items():
+        print(ratio_line(f"12 MP {call} / torch forward", paired_ratio(times, big["torch"])))
     onnx_ratios = {"onnx": "ONNX fp32 forward / torch forward", "onnx-int8": "ONNX int8 forward / torch forward"}
     for backend, name in onnx_ratios.items():
         if backend in forward:

@@ -9,6 +9,11 @@
    frames, `colorgan.evaluation.video.flicker`) and the PSNR against the clip's true colours.
 2. Throughput: `colorize_video` end to end (decode, colorize, encode, audio copy) on a 854x480 pan
    with a sound track, in frames per second, temporal and per-frame, measured in the same run.
+3. Threads (--threads-sweep): `colorgan colorize-video` at its default settings against each
+   OMP_NUM_THREADS from 1 to the cores this process has, and the Python API's `colorize_video` at
+   its defaults, each in a fresh process, in turns, on the same 480p clip; the frames/s each reports
+   (start-up not counted), and the medians over rounds of the default's ratio to the round's best
+   setting and of the API's to the CLI (a shared machine's load drifts between rounds, not within one).
 
 Uses the bundled starter model at its own render size unless --model/--render-size say otherwise.
 """
@@ -16,6 +21,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +36,7 @@ from PIL import Image
 from colorgan import Colorizer
 from colorgan.imaging import open_image
 from colorgan.temporal import TemporalSettings
+from colorgan.threads import available_cores, default_threads, set_threads
 from colorgan.video import BATCH_SIZE, colorize_video
 from colorgan.evaluation.video import clips_from, encode_clip, evaluate_clip, read_frames, summary_table, synthetic_clip
 
@@ -90,6 +100,52 @@ def throughput(colorizer: Colorizer, args: argparse.Namespace) -> None:
               f" temporal / per-frame video: {temporal / per_frame:.2f}x")
 
 
+API_RUN = """
+import sys
+from colorgan import Colorizer, colorize_video
+result = colorize_video(Colorizer.from_pretrained(device="cpu"), sys.argv[1], sys.argv[2], progress=False)
+print(f"{result.frames_per_second:.3f} frames/s")
+"""
+
+
+def frames_per_second(command: list[str], env: dict[str, str]) -> float:
+    """Run one colorization in a fresh process; the frames/s it reports (start-up not counted)."""
+    result = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    return float(re.findall(r"([0-9.]+) frames/s", result.stdout + result.stderr)[-1])
+
+
+def thread_sweep(args: argparse.Namespace) -> None:
+    photo = open_image(sorted(args.photos.glob("*.jpg"))[0])
+    env = {key: value for key, value in os.environ.items() if key != "OMP_NUM_THREADS"}
+    with tempfile.TemporaryDirectory(prefix="colorgan-bench-threads-") as folder:
+        source, output = Path(folder) / "pan480p.mp4", str(Path(folder) / "out.mp4")
+        encode_clip(synthetic_clip(photo, "pan", (854, 480), args.fps_frames), source, 24, audio_hz=440.0)
+        cli = [sys.executable, "-m", "colorgan", "colorize-video", str(source), "-o", output, "--overwrite", "--quiet"]
+        runs = {"CLI, default threads": (cli, env)}
+        for threads in range(1, available_cores() + 1):
+            runs[f"CLI, OMP_NUM_THREADS={threads}"] = (cli, dict(env, OMP_NUM_THREADS=str(threads)))
+        runs["Python API, default threads"] = ([sys.executable, "-c", API_RUN, str(source), output], env)
+        rates: dict[str, list[float]] = {label: [] for label in runs}
+        for round_ in range(args.repeat):  # in turns: the load of a shared machine drifts
+            order = list(runs) if round_ % 2 == 0 else list(runs)[::-1]  # no setting always follows another
+            for label in order:
+                rates[label].append(frames_per_second(*runs[label]))
+    # each round's runs shared the machine's load: ratios are taken within a round, then the median
+    settings = [label for label in rates if "OMP_NUM_THREADS" in label]
+    default, api = rates["CLI, default threads"], rates["Python API, default threads"]
+    to_best = statistics.median(
+        rate / max(rates[setting][round_] for setting in settings) for round_, rate in enumerate(default)
+    )
+    api_to_cli = statistics.median(api_rate / cli_rate for api_rate, cli_rate in zip(api, default))
+    print(f"854x480, {args.fps_frames} frames, {available_cores()} cores (default torch threads for video:"
+          f" {default_threads(video=True)}), {args.repeat} rounds:")
+    for label, values in rates.items():
+        rounds = " ".join(f"{value:.2f}" for value in values)
+        print(f"  {label:<32} median {statistics.median(values):6.2f} frames/s   (rounds: {rounds})")
+    print(f"default / best OMP_NUM_THREADS of the same round: {to_best:.2f}x (median over rounds; target >= 0.9)")
+    print(f"Python API / CLI, both default, same round: {api_to_cli:.2f}x (median over rounds; target 0.9-1.1)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="model folder or Hub repo id (default: the bundled starter model)")
@@ -103,8 +159,12 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3, help="throughput runs, best kept (default 3)")
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--threads-sweep", action="store_true", help="only compare thread settings (fresh processes)")
     args = parser.parse_args()
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())))
+    if args.threads_sweep:
+        thread_sweep(args)
+        return
+    set_threads()
     colorizer = Colorizer.from_pretrained(args.model, device="cpu")
     print(f"torch threads: {torch.get_num_threads()}, cpu cores: {os.cpu_count()}, render size:"
           f" {args.render_size or colorizer.default_render_size}")

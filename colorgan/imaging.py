@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from .limits import MAX_PIXELS
 
@@ -128,7 +128,7 @@ def open_image(
     max_pixels: int = MAX_PIXELS,
     draft_size: tuple[int, int] | None = None,
 ) -> Image.Image:
-    """Open and fully decode an image, applying its EXIF orientation.
+    """Open and fully decode an image, applying its EXIF orientation (a PIL image that needs none is returned as is).
 
     The size is checked from the header, before any pixel is decoded.
 
@@ -150,6 +150,8 @@ def open_image(
             image.draft("RGB", draft_size)
         image.load()
         _check_finite(image, name)
+        if image.getexif().get(ExifTags.Base.Orientation, 1) in (None, 1):
+            return image  # exif_transpose would return a full copy (48 MB for a 12 MP RGB image) for nothing
         return ImageOps.exif_transpose(image)
 
 
@@ -198,7 +200,7 @@ def decode(image: Image.Image) -> DecodedImage:
     if image.mode in ("L", "LA"):  # 8-bit gray: one plane seen as three channels (stride 0), never copied to RGB
         gray = torch.from_numpy(np.asarray(image.getchannel("L")).copy())
         return DecodedImage(gray.expand(1, 3, *gray.shape), alpha)
-    rgb = np.asarray(image.convert("RGB"))  # handles P, CMYK, YCbCr, 1, LAB, HSV
+    rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"))  # handles P, CMYK, YCbCr, 1, LAB, HSV
     return DecodedImage(torch.from_numpy(rgb.copy()).permute(2, 0, 1).unsqueeze(0), alpha)
 
 

@@ -4,8 +4,9 @@ Per-frame colorization flickers: the generator sees each frame afresh and small 
 the input move its colours. `ColorMemory` keeps the previous frame's output ab, warps it onto
 the current frame along the optical flow (OpenCV's DIS, computed on L* at render size) and
 blends it with the current prediction, weighted by how much the flow can be trusted there
-(forward-backward consistency and the L* warp error). An L* histogram jump is a shot cut: the
-memory is cleared, so a new shot starts from its own colours.
+(forward-backward consistency and the L* warp error). An L* histogram jump that the flow cannot
+explain (little of the frame warps onto the previous one) is a shot cut: the memory is cleared, so a
+new shot starts from its own colours.
 
 Everything here works at render size on (h, w) numpy arrays or (1, C, h, w) tensors; the
 colour maths stays in `colorgan.color`.
@@ -33,7 +34,10 @@ class TemporalSettings:
             a frame starts a new shot, if it is also `cut_ratio` times the shot's recent median
             distance (so steady fast motion, flicker of the film and fades are not cuts) ...
         cut_ratio: ... that factor.
-        hard_cut_threshold: ... and above which it always does.
+        hard_cut_threshold: ... and above which it always does, ...
+        cut_confidence: ... provided the mean flow confidence from the previous frame is below this:
+            a fade or a lighting change moves the histogram too (a flat frame fading to black jumps
+            whole bins), but its pixels still warp onto the previous frame's.
         lightness_sigma: L* warp error (Lab units) at which confidence falls to 1/e.
         hint_threshold: flow confidence below which a carried hint pixel is dropped.
     """
@@ -47,6 +51,9 @@ class TemporalSettings:
     cut_threshold: float = 0.2
     cut_ratio: float = 4.0
     hard_cut_threshold: float = 0.6
+    # measured (docs/quality.md, "Shot cuts"): the 4 cuts of Megamind.avi had a mean flow confidence of 0.01-0.04;
+    # histogram jumps without a cut, 0.46-0.77 (hand-held tree.avi) and 0.81-0.98 (a.mp4's fade to black)
+    cut_confidence: float = 0.15
     lightness_sigma: float = 6.0
     hint_threshold: float = 0.5
 
@@ -151,14 +158,15 @@ class ColorMemory:
         self.previous_lightness = self.previous_histogram = self.previous_ab = None
         self.recent_distances.clear()
 
-    def is_cut(self, distance: float) -> bool:
-        """Whether a histogram step of `distance` from the previous frame is a shot cut."""
+    def is_cut(self, distance: float, mean_confidence: float) -> bool:
+        """Whether a histogram step of `distance`, with this mean flow confidence, from the previous frame is a shot cut."""
         settings = self.settings
         # the first steps of a shot have no "usual" to compare with: only a hard jump counts there
         usual = float(np.median(self.recent_distances)) if len(self.recent_distances) >= 2 else np.inf
-        if distance > settings.hard_cut_threshold or (
+        jump = distance > settings.hard_cut_threshold or (
             distance > settings.cut_threshold and distance > settings.cut_ratio * usual
-        ):
+        )
+        if jump and mean_confidence < settings.cut_confidence:
             self.recent_distances.clear()
             return True
         self.recent_distances.append(distance)
@@ -176,13 +184,14 @@ class ColorMemory:
         self.previous_lightness, self.previous_histogram = current, current_histogram
         if previous is None or previous.shape != current.shape:
             return None
-        if self.is_cut(histogram_distance(current_histogram, previous_histogram)):
-            self.cuts += 1
-            return None
         backward = self.flow.calc(current, previous, None)
         forward = self.flow.calc(previous, current, None)
-        grid, confidence = flow_confidence(current, previous, backward, forward, self.settings.lightness_sigma)
-        return Motion(grid, confidence)
+        motion = Motion(*flow_confidence(current, previous, backward, forward, self.settings.lightness_sigma))
+        distance = histogram_distance(current_histogram, previous_histogram)
+        if self.is_cut(distance, float(motion.confidence.mean())):
+            self.cuts += 1
+            return None
+        return motion
 
     def blend(self, ab: torch.Tensor, motion: Motion | None) -> torch.Tensor:
         """Blend a frame's predicted (1, 2, h, w) ab with the warped memory; returns and remembers the result."""

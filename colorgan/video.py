@@ -36,6 +36,7 @@ from .imaging import DecodedImage, atomic_path, check_destination
 from .limits import MAX_VIDEO_FPS, MAX_VIDEO_FRAME_PIXELS
 from .pipeline import Colorizer
 from .temporal import CarriedHints, ColorMemory, Motion, TemporalSettings
+from .threads import CODEC_THREADS, use_threads
 
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv"}  # containers that take H.264 (or MPEG-4) video
 BATCH_SIZE = 8  # frames decoded, predicted and encoded together
@@ -197,7 +198,7 @@ def open_video(source: str | os.PathLike, max_frame_pixels: int = MAX_VIDEO_FRAM
             )
         coded = (stream.width + CODED_SIZE_SLACK) * (stream.height + CODED_SIZE_SLACK)
         stream.codec_context.options = {**stream.codec_context.options, "max_pixels": str(coded)}
-        stream.thread_type = "AUTO"
+        stream.thread_count = CODEC_THREADS  # FFmpeg's default, one per core, oversubscribes beside torch
         yield container, stream, list(container.streams.audio)
     finally:
         container.close()
@@ -354,6 +355,7 @@ class VideoWriter:
         self.stream.time_base = template.time_base
         self.stream.codec_context.time_base = template.time_base
         self.stream.options = X264_OPTIONS if codec == "libx264" else {"qscale": "3"}
+        self.stream.codec_context.thread_count = CODEC_THREADS  # x264's default is 1.5 per core
         self.time_base = template.time_base
         self.step = max(1, round(1 / (_frame_rate(template) * template.time_base))) if template.time_base else 1
         self.last_pts: int | None = None
@@ -454,6 +456,7 @@ def colorize_video(
     progress: bool = True,
     limits: VideoLimits = VideoLimits(),
     overwrite: bool = False,
+    threads: int | None = None,
 ) -> VideoResult:
     """Colorize a video file into `dst` (MP4, MOV or MKV), keeping size, frames, timing and audio.
 
@@ -478,6 +481,9 @@ def colorize_video(
         limits: frame size, frame count, pixels x frames, frame rate and duration, checked on every
             decoded frame (a front end sets its own).
         overwrite: replace an existing `dst` (never `src` itself).
+        threads: torch threads for the call; by default `colorgan.threads`' policy: the cores this
+            process may use but one (OMP_NUM_THREADS when set). OpenCV, the decoder and the encoder
+            get one thread each.
 
     Returns:
         What was written: frames, frame rate, shot cuts and the time taken.
@@ -498,7 +504,8 @@ def colorize_video(
         colorizer, hints=hints, hint_frame=hint_frame, saturation=saturation, render_size=render_size, temporal=temporal
     )
     started = time.perf_counter()
-    with open_video(src, limits.max_frame_pixels) as (container, stream, audio_streams), atomic_path(dst) as temporary:
+    with use_threads(threads, video=True), open_video(src, limits.max_frame_pixels) as (container, stream, audio_streams), \
+            atomic_path(dst) as temporary:
         declared = int(stream.frames or 0)
         fps = _frame_rate(stream)
         try:

@@ -297,6 +297,7 @@ def colorize_clip(
     render_size: int | None = None,
     max_seconds: float = APP_MAX_VIDEO_SECONDS,
     max_sides: tuple[int, int] = APP_MAX_VIDEO_SIDES,
+    threads: int | None = None,
 ) -> str:
     """The Video tab's work: check the clip's limits and colorize it into an MP4 with its sound.
 
@@ -307,6 +308,7 @@ def colorize_clip(
         saturation: chroma multiplier, within `APP_SATURATION`.
         render_size: long side at which the generator runs, within `APP_RENDER_SIZE`.
         max_seconds, max_sides: the clip limits (duration; long and short side).
+        threads: torch threads for this request (`colorgan.threads`; the app passes its workers' share).
 
     Returns:
         The path of `<name>_color.mp4`.
@@ -325,7 +327,7 @@ def colorize_clip(
     try:
         colorize_video(
             colorizer, video, destination, saturation=saturation, render_size=render_size, progress=False,
-            limits=app_video_limits(max_seconds, max_sides),
+            limits=app_video_limits(max_seconds, max_sides), threads=threads,
         )
     except VideoError as error:
         raise VideoError(_by_base_name(error, video)) from None

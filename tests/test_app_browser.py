@@ -157,7 +157,7 @@ def test_brush_stroke_reaches_the_model_as_a_hint_layer(served_app, page, photos
     layer = np.asarray(hints)
     painted = layer[..., 3] > 128
     rows, columns = np.nonzero(painted)
-    assert painted.sum() > 0.02 * painted.size
+    assert painted.sum() > 0.4 * photo.width * 2 * app.BRUSH_RADIUS  # a band 40% of the width, the brush's width
     assert abs(rows.mean() - photo.height / 2) < photo.height * 0.1  # a band across the middle
     assert columns.min() > photo.width * 0.1 and columns.max() < photo.width * 0.9
     brush_colour = np.array(ImageColor.getrgb(app.HINT_COLORS[0]))  # the brush's default colour
@@ -254,7 +254,8 @@ def test_a_click_places_a_dot_hint_that_colours_its_region(served_app, page, tmp
 
     dot = np.asarray(colorizer.hint_layers[-1])[..., 3] > 128
     rows, columns = np.nonzero(dot)
-    assert 0 < dot.sum() < 0.03 * dot.size, "a click paints a dot (the brush is ~50 px wide here)"
+    assert 0 < dot.sum() < 0.03 * dot.size, "a click paints a dot"
+    assert np.ptp(columns) + 1 <= 2 * app.BRUSH_RADIUS + 4, "a thin default brush: a dot does not cover small objects"
     assert columns.max() < 230
     result = lab_ab(Image.open(io.BytesIO(httpx.get(download, timeout=30).content)))
     without_hints = lab_ab(colorizer.colorizer(photo))
@@ -265,3 +266,98 @@ def test_a_click_places_a_dot_hint_that_colours_its_region(served_app, page, tmp
     before = np.linalg.norm(without_hints[far_left] - brush, axis=1).mean()
     after = np.linalg.norm(result[far_left] - brush, axis=1).mean()
     assert after < 0.3 * before, (before, after)
+
+
+def two_regions_photo(tmp_path) -> tuple[Image.Image, Path]:
+    photo = Image.new("L", (480, 320), 175)  # light left half, dark right half
+    photo.paste(85, (240, 0, 480, 320))
+    photo.save(tmp_path / "two_regions.png")
+    return photo, tmp_path / "two_regions.png"
+
+
+PALETTE_OPEN = "() => document.querySelector('#photo menu.swatch') !== null"
+BEFORE_SIDE_CHANGED = """shown => {
+    const image = document.querySelector('#before-after img');
+    return image !== null && image.complete && image.src !== shown;
+}"""
+
+
+def test_a_colour_pick_closes_the_palette_and_the_next_click_places_a_dot_of_that_colour(served_app, page, tmp_path):
+    url, colorizer, app = served_app
+    photo, photo_path = two_regions_photo(tmp_path)
+    open_app(page, url)
+    upload_photo(page, photo_path)
+    page.locator("#photo button[aria-label='Brush']").click()
+
+    page.locator("#photo button[aria-label='Color']").click()
+    page.wait_for_function(PALETTE_OPEN)
+    page.keyboard.press("Escape")
+    page.wait_for_function(f"() => !({PALETTE_OPEN})()", timeout=5_000)  # Escape closes it
+
+    page.locator("#photo button[aria-label='Color']").click()
+    page.wait_for_function(PALETTE_OPEN)
+    palette = page.locator("#photo menu.swatch").bounding_box()
+    page.locator("#photo menu.swatch button.color").nth(3).click()  # HINT_COLORS[3], a red
+    page.wait_for_function(f"() => !({PALETTE_OPEN})()", timeout=5_000)  # a pick closes it
+
+    # click where the palette was, if that is on the photo (it opens over it), else on the left half
+    canvas = page.locator("#photo canvas").first.bounding_box()
+    x, y = palette["x"] + palette["width"] / 2, palette["y"] + palette["height"] / 2
+    if not (canvas["x"] + canvas["width"] * 0.05 < x < canvas["x"] + canvas["width"] * 0.45):
+        x = canvas["x"] + canvas["width"] * 0.25
+    if not (canvas["y"] + canvas["height"] * 0.1 < y < canvas["y"] + canvas["height"] * 0.9):
+        y = canvas["y"] + canvas["height"] * 0.5
+    page.mouse.click(x, y)
+    colorize_and_wait(page)
+
+    layer = np.asarray(colorizer.hint_layers[-1])
+    dot = layer[..., 3] > 128
+    assert 0 < dot.sum() < 0.03 * dot.size, "the click placed a dot"
+    picked = np.array(ImageColor.getrgb(app.HINT_COLORS[3]))
+    assert np.abs(layer[dot][:, :3].mean(axis=0) - picked).max() < 8, "in the colour picked"
+
+
+def test_switching_the_comparison_updates_the_slider_without_a_new_colorize(served_app, page, tmp_path):
+    import httpx
+
+    url, colorizer, _ = served_app
+    photo, photo_path = two_regions_photo(tmp_path)
+    open_app(page, url)
+    upload_photo(page, photo_path)
+    page.locator("#photo button[aria-label='Brush']").click()
+    canvas = page.locator("#photo canvas").first.bounding_box()
+    page.mouse.click(canvas["x"] + canvas["width"] * 0.25, canvas["y"] + canvas["height"] * 0.5)
+    colorize_and_wait(page)  # compares black-and-white -> colour
+
+    def before_side() -> tuple[str, np.ndarray]:
+        source = page.eval_on_selector_all("#before-after img", "images => images.map(i => i.src)")[0]
+        return source, lab_ab(Image.open(io.BytesIO(httpx.get(source, timeout=30).content)))
+
+    shown, before = before_side()
+    assert np.abs(before).max() < 2, "the before side is the black-and-white photo"
+    without_hints = lab_ab(colorizer.colorizer(photo))
+    assert np.abs(without_hints).mean() > 5, "the tiny model colours the photo (else nothing to compare)"
+
+    page.locator("#compare label", has_text="without your hints").click()  # no Colorize pressed
+    page.wait_for_function(BEFORE_SIDE_CHANGED, arg=shown, timeout=60_000)
+    shown, before = before_side()
+    assert np.abs(before - without_hints).mean() < 1.0, "the before side is the colorization without the dot"
+
+    page.locator("#compare label", has_text="black-and-white").click()
+    page.wait_for_function(BEFORE_SIDE_CHANGED, arg=shown, timeout=60_000)
+    assert np.abs(before_side()[1]).max() < 2, "and back to the black-and-white photo"
+
+
+def test_a_file_that_is_not_an_image_is_refused_at_once(served_app, page, tmp_path):
+    import time
+
+    url, _, app = served_app
+    fake = tmp_path / "holiday.jpg"
+    fake.write_text("a text file renamed to .jpg\n" * 50)
+    open_app(page, url)
+    started = time.perf_counter()
+    page.locator("#photo input[type=file]").set_input_files(str(fake))
+    error = page.locator(".toast-body", has_text="not an image file")
+    error.wait_for(timeout=5_000)
+    assert time.perf_counter() - started < 5
+    assert "holiday.jpg" in error.inner_text()

@@ -376,6 +376,7 @@ def test_every_constructor_argument_has_a_config_limit():
 
 
 def test_init_from_refuses_a_bad_generator_and_replaces_a_bad_discriminator(good_folders, tmp_path, capsys):
+    pytest.importorskip("accelerate", reason="training's --init-from needs the train extra (accelerate)")
     from train_accelerate import build_models
 
     args = argparse.Namespace(init_from=None, disc_channels=8, disc_layers=2, disc_norm="batch", max_parameters=1000)

@@ -19,6 +19,10 @@ from colorgan.color import rgb_to_model_space
 from colorgan.data import collate, load_validation_images, open_stream
 from colorgan.hints import generator_input
 
+# every test here runs train_accelerate.py, which needs the train extra; the app extra's tests go on without it
+pytest.importorskip("accelerate", reason="training needs the train extra (accelerate)")
+pytest.importorskip("datasets", reason="training needs the train extra (datasets)")
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = str(REPO / "train_accelerate.py")
 # Small but real: the default encoder with narrow decoder blocks, 64 px crops.

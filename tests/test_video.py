@@ -276,6 +276,49 @@ def test_histogram_cut_detector_ignores_camera_moves_and_fades_and_fires_between
     assert memory.track(_lightness(pan(photos[1], 2, size=(96, 72))[1])) is not None  # the new shot is followed
 
 
+GRADIO_VIDEOS = Path(__import__("gradio").__file__).parent / "media_assets" / "videos"  # installed with the app extra
+OPENCV_SAMPLES = Path("/usr/share/doc/opencv-doc/examples/data")  # Debian's opencv-doc
+
+
+def shot_starts(frames, render_size: int = 224) -> list[int]:
+    """The frames the colour memory treats as the start of a new shot (after the first), tracked at render size."""
+    import torch.nn.functional as F
+
+    from colorgan.pipeline import render_shape
+
+    memory, starts = ColorMemory(), []
+    for index, frame in enumerate(frames):
+        l_star = _lightness(frame)
+        width, height = render_shape(l_star.shape[-1], l_star.shape[-2], render_size)
+        l_star = F.interpolate(l_star, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+        if memory.track(l_star) is None and index > 0:
+            starts.append(index)
+    assert memory.cuts == len(starts)
+    return starts
+
+
+def real_clip(path: Path, limit: int | None = None) -> list[np.ndarray]:
+    if not path.is_file():
+        pytest.skip(f"{path} is not installed")
+    return list(read_frames(path, max_frames=limit, max_side=480))
+
+
+def test_real_clips_without_cuts_report_none_even_through_a_fade_to_black():
+    # a.mp4 ends fading a flat gray card to black: each step jumps whole histogram bins (distance 2.0)
+    assert shot_starts(real_clip(GRADIO_VIDEOS / "a.mp4")) == []
+    assert shot_starts(real_clip(GRADIO_VIDEOS / "b.mp4")) == []
+
+
+def test_real_clips_joined_have_exactly_their_one_cut():
+    first, second = real_clip(GRADIO_VIDEOS / "b.mp4", 40), real_clip(GRADIO_VIDEOS / "a.mp4")[150:]  # its fade
+    assert shot_starts(first + second) == [40]
+
+
+def test_an_animated_trailers_cuts_are_found_and_nothing_else():
+    # Megamind.avi (OpenCV's sample): black, then 4 shots of a dialogue starting at frames 1, 98, 154 and 200
+    assert shot_starts(real_clip(OPENCV_SAMPLES / "Megamind.avi")) == [1, 98, 154, 200]
+
+
 @pytest.fixture(scope="module")
 def starter():
     """The bundled starter model: trained, so its per-frame colours really flicker (the random tiny one's barely do)."""

@@ -123,7 +123,9 @@ def load_colorizer(args: argparse.Namespace, model: str | None = None) -> Colori
         CommandFailed: the model cannot be loaded, or not on that device (status 2).
     """
     from ..pipeline import Colorizer
+    from ..threads import set_threads
 
+    set_threads()  # the process's thread policy, before an ONNX Runtime session copies torch's count
     try:
         return Colorizer.from_pretrained(
             args.model if model is None else model,
