@@ -42,7 +42,7 @@ def test_blend_and_reach_match_brute_force_on_a_row():
     seeds = (torch.rand(1, 1, 1, width, generator=generator) < 0.2).float() * torch.rand(1, 1, 1, width, generator=generator)
     seeds[..., 3] = 1.0
     values = torch.randn(1, 2, 1, width, generator=generator)
-    settings = PropagationSettings(sweeps=1, edge_smoothing=1)
+    settings = PropagationSettings(sweeps=1, iterations=1, edge_smoothing=1)
     mean, reach = blend_and_reach(values, seeds, lightness, settings)
     along_row, _ = edge_weights(lightness, settings)
     log_position = torch.cat([torch.zeros(1), along_row[0, 0, 0, 1:].log().cumsum(0)])
