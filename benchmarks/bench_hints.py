@@ -4,8 +4,9 @@
 
 For each render size, in one run, interleaved so that machine noise hits both alike: the median
 time of the generator's forward on a (1, 4, s, s) input, and of `propagate_hints` on a real photo's
-L* at that size with 10 hint points (and with a painted stroke). The issue's target is
-propagation <= 30% of the forward. Also prints the Colorizer's end-to-end time with and without
+L* at that size with 10 hint points (and with a painted stroke), and with a painted stroke guided by
+the photo's L* at 2.5 times the render size (as `Colorizer` does with a photo's full resolution,
+capped at `guide_max_side`). The issue's target is propagation <= 30% of the forward. Also prints the Colorizer's end-to-end time with and without
 10 hints on a val photo, which includes the hint rasterisation.
 """
 from __future__ import annotations
@@ -22,7 +23,7 @@ from PIL import Image
 from colorgan import Colorizer
 from colorgan.color import lightness
 from colorgan.imaging import decode, open_image
-from colorgan.propagation import propagate_hints
+from colorgan.propagation import DEFAULT_SETTINGS, propagate_hints
 
 PHOTOS = Path(__file__).resolve().parents[2] / "shared" / "photos" / "val"
 TARGET_RATIO = 0.30
@@ -71,21 +72,26 @@ def main() -> None:
     colorizer = Colorizer.from_pretrained(args.model, device="cpu")
     generator = colorizer.generator
     print(f"threads {torch.get_num_threads()}, model {args.model or 'bundled starter'}, {args.runs} runs each")
-    print(f"{'size':>5} {'forward ms':>11} {'10 points ms':>13} {'ratio':>6} {'stroke ms':>10} {'ratio':>6}  target <= {TARGET_RATIO:.2f}")
+    print(
+        f"{'size':>5} {'forward ms':>11} {'10 points ms':>13} {'ratio':>6} {'stroke ms':>10} {'ratio':>6}"
+        f" {'guided ms':>10} {'ratio':>6}  target <= {TARGET_RATIO:.2f}"
+    )
     with torch.inference_mode():
         for size in args.sizes:
             inputs = torch.randn(1, 4, size, size).contiguous(memory_format=torch.channels_last)
             l_star = real_lightness(size)
             ab = torch.randn(1, 2, size, size) * 20
             points, stroke = hint_maps(size, stroke=False), hint_maps(size, stroke=True)
-            generator(inputs), propagate_hints(ab, l_star, *points)  # warm-up
-            forward, with_points, with_stroke = [], [], []
+            guide = real_lightness(min(5 * size // 2, DEFAULT_SETTINGS.guide_max_side))
+            generator(inputs), propagate_hints(ab, l_star, *points), propagate_hints(ab, l_star, *stroke, guide=guide)
+            forward, with_points, with_stroke, guided = [], [], [], []
             for _ in range(args.runs):  # interleaved, so load changes hit every case alike
                 forward.append(median_ms(lambda: generator(inputs), 1))
                 with_points.append(median_ms(lambda: propagate_hints(ab, l_star, *points), 1))
                 with_stroke.append(median_ms(lambda: propagate_hints(ab, l_star, *stroke), 1))
-            f, p, s = (statistics.median(times) for times in (forward, with_points, with_stroke))
-            print(f"{size:>5} {f:>11.1f} {p:>13.1f} {p / f:>6.2f} {s:>10.1f} {s / f:>6.2f}")
+                guided.append(median_ms(lambda: propagate_hints(ab, l_star, *stroke, guide=guide), 1))
+            f, p, s, g = (statistics.median(times) for times in (forward, with_points, with_stroke, guided))
+            print(f"{size:>5} {f:>11.1f} {p:>13.1f} {p / f:>6.2f} {s:>10.1f} {s / f:>6.2f} {g:>10.1f} {g / f:>6.2f}")
         photos = sorted(PHOTOS.glob("*.jpg"))
         if photos:
             photo = Image.open(photos[0]).convert("L")

@@ -67,7 +67,7 @@ class PropagationSettings:
     sweeps: int = 2
     iterations: int = 3
     edge_smoothing: int = 2
-    max_side: int = 256
+    max_side: int = 128
     guide_max_side: int = 1024
     guide_threshold: float = 8.0
 
@@ -126,10 +126,22 @@ def _transposed(x: torch.Tensor | None) -> torch.Tensor | None:
 def smoothed_lightness(lightness: torch.Tensor, smoothing: int) -> torch.Tensor:
     """L* box-blurred over `smoothing` pixels (replicated borders); (B, 1, H, W) float."""
     lightness = lightness.float()
-    if smoothing > 1:
+    if smoothing <= 1:
+        return lightness
+    if smoothing <= 3:
         padded = F.pad(lightness, [smoothing // 2, (smoothing - 1) // 2] * 2, mode="replicate")
-        lightness = F.avg_pool2d(padded, smoothing, stride=1)
-    return lightness
+        return F.avg_pool2d(padded, smoothing, stride=1)
+    return _box_along(_box_along(lightness, smoothing, -1), smoothing, -2)  # wider: O(1) per pixel
+
+
+def _box_along(x: torch.Tensor, size: int, dim: int) -> torch.Tensor:
+    # mean over `size` neighbours along `dim` (replicated borders), from differences of a running sum
+    length = x.shape[dim]
+    before, after = size // 2, (size - 1) // 2
+    first, last = x.narrow(dim, 0, 1), x.narrow(dim, length - 1, 1)
+    padded = torch.cat([first.repeat_interleave(before + 1, dim), x, last.repeat_interleave(after, dim)], dim)
+    running = padded.cumsum(dim)  # double precision is not needed: L* sums over a row stay < 1e6
+    return (running.narrow(dim, size, length) - running.narrow(dim, 0, length)) / size
 
 
 def edge_weights(lightness: torch.Tensor, settings: PropagationSettings) -> tuple[torch.Tensor, torch.Tensor]:
@@ -167,6 +179,9 @@ def edge_weights_from_guide(
     while texture a path can go around does not. The flat cost is that of the small grid.
     """
     height, width = size
+    # paths are followed at no more than twice the small grid's size: a line a few pixels wide
+    # keeps most of its depth there, and the cost stays a small multiple of the grid's
+    guide = _at_most(guide, 2 * max(size))
     # the noise and texture the small grid's smoothing would remove, removed at the guide's scale
     lightness = smoothed_lightness(guide, max(1, round(settings.edge_smoothing * guide.shape[-1] / width)))
     flat_cost = math.sqrt(2) / (settings.reach_sigma * max(size))
@@ -227,14 +242,18 @@ def blend_and_reach(
     seeds = seeds.float()
     sums = torch.cat([values.float() * seeds, seeds], dim=1)  # a normalized convolution's numerator, denominator
     reach = seeds
-    for _ in range(settings.sweeps):  # the reach: rows, then columns on the transposed image
-        reach = _both_ways(along_rows, reach[:, :0], reach)[1]
-        reach = _transposed(reach)
-        reach = _transposed(_both_ways(along_columns, reach[:, :0], reach)[1])
-    for exponent in schedule_exponents(settings.iterations):
+    # the reach rides along the first `sweeps` iterations' scans (same weights), then stays
+    for iteration, exponent in enumerate(schedule_exponents(max(settings.iterations, settings.sweeps))):
         rows, columns = (along_rows, along_columns) if exponent == 1 else (along_rows**exponent, along_columns**exponent)
-        sums = _both_ways(rows, sums, None)[0]
-        sums = _transposed(_both_ways(columns, _transposed(sums), None)[0])
+        best = reach if iteration < settings.sweeps else None
+        smooth = iteration < settings.iterations
+        sums_now = sums if smooth else sums[:, :0]
+        sums_now, best = _both_ways(rows, sums_now, best)
+        sums_now, best = _transposed(sums_now), _transposed(best)
+        sums_now, best = _both_ways(columns, sums_now, best)
+        sums_now, best = _transposed(sums_now), _transposed(best)
+        sums = sums_now if smooth else sums
+        reach = best if best is not None else reach
     # the weight sum adds up all the paths the reach takes the best of, so it underflows to 0 only
     # where the reach does; the mean there is 0, which a reach of 0 then ignores
     total = sums[:, -1:]
@@ -260,19 +279,21 @@ def refine_reach(
         settings: range_sigma and guide_threshold.
     """
     height, width = lightness.shape[-2:]
-    cells = torch.cat([reach, working_lightness], dim=1).float()  # (B, 2, h, w)
+    # in the log domain: one exp at the end instead of one per tap
+    log_reach = reach.float().clamp_min(1e-30).log()
+    cells = torch.cat([log_reach, working_lightness.float()], dim=1)  # (B, 2, h, w)
     gain = math.sqrt(2) / settings.range_sigma
-    lightness = lightness.float()
-    best = None
+    lightness = lightness.float()[:, 0]
+    best, step = None, torch.empty_like(lightness)
     rows, columns = _taps(cells.shape[-2], height, cells.device), _taps(cells.shape[-1], width, cells.device)
     for row_index in rows:
         picked_rows = cells.index_select(-2, row_index)
         for column_index in columns:
-            cell_reach, cell_lightness = picked_rows.index_select(-1, column_index).unbind(1)
-            step = ((lightness[:, 0] - cell_lightness).abs_() - settings.guide_threshold).clamp_min_(0)
-            candidate = step.mul_(-gain).exp_().mul_(cell_reach)
+            cell_log_reach, cell_lightness = picked_rows.index_select(-1, column_index).unbind(1)
+            torch.sub(lightness, cell_lightness, out=step).abs_().sub_(settings.guide_threshold).clamp_min_(0)
+            candidate = cell_log_reach.sub_(step, alpha=gain)
             best = candidate if best is None else torch.maximum(best, candidate, out=best)
-    return best[:, None]
+    return best.exp_()[:, None]
 
 
 def _taps(small: int, large: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -328,12 +349,14 @@ def propagate_hints(
             working = F.interpolate(guide, size=working.shape[-2:], mode="area")
         colour, reach = blend_and_reach(seeds_ab, seeds, working, settings, weights)
         reach = refine_reach(reach, working, guide, settings)
-        propagated = torch.lerp(up(ab), up(colour), reach)
-        # hinted pixels: exactly their hint (at the guide's size, as far as the upsampled mask covers them)
-        mask = up(hint_mask)
-        hint_colour = up(hint_ab * hint_mask) / mask.clamp_min(1e-12)
-        propagated = torch.lerp(propagated, hint_colour, mask)
-        return torch.where(has_hints[:, None, None, None], propagated, up(ab))
+        # the colour at the prediction's size, exactly the hint's at hinted pixels; then everything
+        # that is not the reach goes up to the guide's size in one interpolation
+        colour = F.interpolate(colour, size=ab.shape[-2:], mode="bilinear", align_corners=False)
+        colour = torch.lerp(colour, hint_ab, hint_mask)
+        small = torch.cat([ab, colour - ab, hint_mask], dim=1)
+        prediction, change, mask = up(small).split([2, 2, 1], dim=1)
+        propagated = torch.addcmul(prediction, change, torch.maximum(reach, mask))
+        return torch.where(has_hints[:, None, None, None], propagated, prediction)
 
 
 def _at_most(lightness: torch.Tensor, max_side: int) -> torch.Tensor:
