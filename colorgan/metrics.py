@@ -219,3 +219,40 @@ def ab_auc(
         counts.scatter_add_(1, first, torch.ones_like(error))
         within = counts.cumsum(dim=1)[:, :steps] / error.shape[1]  # (B, steps)
         return torch.trapezoid(within, thresholds, dim=1) / max_threshold
+
+
+# ----------------------------------------------------------------------------- hint propagation
+def streak_energy(effect: torch.Tensor, rows: slice, window: int = 25) -> float:
+    """Column structure of a hint's effect: high-pass energy of its column profile, in ab units.
+
+    The profile is the mean over `rows` of each column's ab change (2 channels, as vectors); its
+    high-pass is the profile minus a `window`-px moving average (reflected at the ends); the energy
+    is the mean length of the high-passed 2-vectors. A stroke that colours a sky evenly scores
+    about what the sky's own colour does (~0.1-0.2); 1-D passes showing through score more.
+
+    Args:
+        effect: (2, H, W) ab with hints minus ab without (Lab units); a transposed map measures rows.
+        rows: the rows to average (e.g. the sky's).
+        window: the moving average's width in pixels.
+    """
+    from scipy.ndimage import uniform_filter1d
+
+    profile = effect[:, rows].double().mean(dim=1).cpu().numpy()  # (2, W)
+    high_pass = profile - uniform_filter1d(profile, window, axis=-1, mode="reflect")
+    return float(torch.from_numpy(high_pass).norm(dim=0).mean())
+
+
+def leak_ratio(effect: torch.Tensor, lightness: torch.Tensor, rows: slice, bright: float = 70.0, dark: float = 45.0) -> float:
+    """How much of a hint's change reaches bright objects inside a dark hinted region.
+
+    Mean |ab change| at pixels of `rows` brighter than `bright` L*, over the mean at pixels darker
+    than `dark` (e.g. sheep on grass painted green: 0 = the sheep keep their colour, 1 = they
+    change as much as the grass).
+
+    Args:
+        effect: (2, H, W) ab with hints minus ab without (Lab units).
+        lightness: (H, W) L* of the photo.
+        rows: the rows to measure.
+    """
+    change, band = effect[:, rows].norm(dim=0), lightness[rows]
+    return float(change[band > bright].mean() / change[band < dark].mean())
