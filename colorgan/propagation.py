@@ -6,17 +6,24 @@ transform of Gastal & Oliveira 2011 ("Domain Transform for Edge-Aware Image and 
 Processing"). Two fields come out of the same edge costs:
 
 - *which* colour a pixel gets: a normalized convolution of the hints' colours with the domain
-  transform's recursive filter, so a pixel takes the colours of the hints it is best connected
-  to, weighted;
+  transform's recursive filter, iterated three times (rows, then columns) with the paper's
+  halving schedule, so a pixel takes the colours of the hints it is best connected to, weighted,
+  and no column or row structure of the 1-D passes shows;
 - *how much* of it: the pixel's reach from its best-connected hint, the product of the edge
   weights along the best row/column path (a geodesic distance, exponentiated). It is 1 at a
   hint, stays near 1 across a flat region and falls by exp(-sqrt(2) (dL - threshold) / range_sigma)
   at each step of height dL, so a stroke on a sky colours the sky and stops at the roof line.
 
+Edges are taken where they exist: given the photo's full-resolution L* (`guide`), the spreading runs
+on a grid of at most `max_side` whose edge weights are the cheapest paths through the guide
+(`edge_weights_from_guide`), and each output pixel keeps a cell's reach only as far as its own L*
+matches that cell's (`refine_reach`), so objects a few pixels wide stop a stroke.
+
 Each 1D pass is a first-order recurrence along rows or columns, y[n] = w[n] y[n-1] + x[n] (and
 its max-product twin for the reach), solved as a parallel prefix scan in log2(length) vectorized
 steps: a handful of tensor ops on any device, no Python loop over pixels. It is deterministic,
-needs no training and works with any checkpoint; `Colorizer` runs it at render size.
+needs no training and works with any checkpoint; `Colorizer` runs it on the render-size prediction,
+guided by the photo's full-resolution L* (video: at render size, where the flow memory works).
 
 What spreads is the hint's *colour*, blended into the prediction by the reach, not the hint's
 correction (hint minus prediction): the network's errors vary from pixel to pixel within a
