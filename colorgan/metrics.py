@@ -308,9 +308,11 @@ def small_object_changes(
     """Mean |ab change| at small objects and at the flat ground around them; None if either is missing.
 
     A pixel belongs to a small object when its L* differs from the mean L* of the `window`-px square
-    around it by more than `contrast` (sheep on a field, posts, windows); to flat ground when by less
-    than a quarter of that. Their ratio is a leak measure for any photo: a propagation that stops at
-    the edges the photo's full resolution shows changes the objects far less than the ground.
+    around it by more than `contrast` (sheep on a field, posts, windows; also the first pixels on
+    either side of a strong edge); to flat ground when by less than a quarter of that. Their ratio is
+    a leak measure for any photo: a propagation that stops at the edges the photo's full resolution
+    shows changes the objects far less than the ground. (A top-hat's objects, which leave out the
+    edges of large regions, did not tell the propagations apart on the issue's sheep photo; these do.)
 
     Args:
         effect: (2, H, W) ab with hints minus ab without (Lab units).
@@ -318,7 +320,7 @@ def small_object_changes(
         window: side of the square the local mean L* is taken over, in pixels (odd).
         contrast: L* difference from that mean that makes a pixel part of a small object.
     """
-    lightness = lightness.float()[None, None]
+    lightness = lightness.float()[None, None]  # (1, 1, H, W)
     padded = F.pad(lightness, [window // 2] * 4, mode="replicate")
     difference = (lightness - F.avg_pool2d(padded, window, stride=1))[0, 0].abs()  # (H, W)
     change = effect.float().norm(dim=0)
