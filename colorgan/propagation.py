@@ -293,10 +293,13 @@ def refine_reach(
     lightness = lightness.float()[:, 0]
     best, step = None, torch.empty_like(lightness)
     rows, columns = _taps(cells.shape[-2], height, cells.device), _taps(cells.shape[-1], width, cells.device)
-    for row_index in rows:
-        picked_rows = cells.index_select(-2, row_index)
-        for column_index in columns:
-            cell_log_reach, cell_lightness = picked_rows.index_select(-1, column_index).unbind(1)
+    # columns are picked on the small grid (B, 2, W, h), transposed back to (B, 2, h, W); rows are then
+    # picked at full size along dim -2, whole rows at a time (picking along the last dim is ~5x slower)
+    transposed = cells.transpose(-1, -2)
+    for column_index in columns:
+        picked_columns = transposed.index_select(-2, column_index).transpose(-1, -2).contiguous()
+        for row_index in rows:
+            cell_log_reach, cell_lightness = picked_columns.index_select(-2, row_index).unbind(1)
             torch.sub(lightness, cell_lightness, out=step).abs_().sub_(settings.guide_threshold).clamp_min_(0)
             candidate = cell_log_reach.sub_(step, alpha=gain)
             best = candidate if best is None else torch.maximum(best, candidate, out=best)
@@ -362,7 +365,9 @@ def propagate_hints(
         colour = torch.lerp(colour, hint_ab, hint_mask)
         small = torch.cat([ab, colour - ab, hint_mask], dim=1)
         prediction, change, mask = up(small).split([2, 2, 1], dim=1)
-        propagated = torch.addcmul(prediction, change, torch.maximum(reach, mask))
+        propagated = torch.addcmul(prediction, change, torch.maximum(reach, mask, out=reach))
+        if bool(has_hints.all()):
+            return propagated
         return torch.where(has_hints[:, None, None, None], propagated, prediction)
 
 
