@@ -300,8 +300,9 @@ def refine_reach(
         picked_columns = transposed.index_select(-2, column_index).transpose(-1, -2).contiguous()
         for row_index in rows:
             cell_log_reach, cell_lightness = picked_columns.index_select(-2, row_index).unbind(1)
-            torch.sub(lightness, cell_lightness, out=step).abs_().sub_(settings.guide_threshold).clamp_min_(0)
-            candidate = cell_log_reach.sub_(step, alpha=gain)
+            # |softshrink(d, t)| = max(|d| - t, 0) in two passes instead of three
+            excess = F.softshrink(torch.sub(lightness, cell_lightness, out=step), settings.guide_threshold).abs_()
+            candidate = cell_log_reach.sub_(excess, alpha=gain)
             best = candidate if best is None else torch.maximum(best, candidate, out=best)
     return best.exp_()[:, None]
 
