@@ -255,6 +255,8 @@ def test_sheep_photo_sky_without_streaks_and_sheep_not_green():
     effect = ab_of(colorizer(gray, hints=strokes)) - ab_of(colorizer(gray))
     lightness = rgb_to_lab(torch.from_numpy(np.asarray(photo.convert("RGB")).copy()).permute(2, 0, 1)[None])[0, 0]
     assert streak_energy(effect, slice(5, 141)) <= 0.3  # before: 0.67
-    # the horizon is at row ~174: rows 170-175 hold 236 px of sky brighter than L* 70, rightly blue, so
-    # the sheep are measured below it (rows 170-270 in all: 0.41 now, 0.73 before)
+    # the horizon is at row ~174: rows 170-175 hold 242 px of haze and sky brighter than L* 70 (x 597-656),
+    # rightly blue, so the sheep are measured below it (0.30 now, 0.72 before)
     assert leak_ratio(effect, lightness, slice(176, 271)) <= 0.35
+    # the rows 170-270: 0.41 now, 0.73 before (its target, 0.35, is not met: docs/quality.md)
+    assert leak_ratio(effect, lightness, slice(170, 271)) <= 0.45
