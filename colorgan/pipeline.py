@@ -212,7 +212,9 @@ class Colorizer:
             ]
             ab_small = [ab * saturation for ab in self.predict(inputs)]
             if propagate:  # after saturation, so hinted pixels keep their hint's colour at any saturation
-                ab_small = [self.propagate(ab, tensor) for ab, tensor in zip(ab_small, inputs)]
+                ab_small = [
+                    self.propagate(ab, tensor, l_full) for ab, tensor, l_full in zip(ab_small, inputs, lightness_maps)
+                ]
             return [
                 to_pil(self.recombine(l_full, ab), item.alpha)
                 for item, l_full, ab in zip(decoded, lightness_maps, ab_small)
@@ -326,25 +328,28 @@ class Colorizer:
         return outputs  # type: ignore[return-value]
 
     @staticmethod
-    def propagate(ab: torch.Tensor, generator_input: torch.Tensor) -> torch.Tensor:
+    def propagate(ab: torch.Tensor, generator_input: torch.Tensor, l_full: torch.Tensor | None = None) -> torch.Tensor:
         """Step 4: spread each hint's colour over the region it sits in (`colorgan.propagation`).
 
         Args:
             ab: (1, 2, h, w) predicted ab in Lab units (step 3, after any saturation).
             generator_input: the (1, 4, h, w) input it was predicted from (L, hint ab, mask).
+            l_full: the image's full-resolution L* (1, 1, H, W) (step 1), or None. Given, its edges
+                stop the hints (small objects included) and the result comes at up to its size
+                (`PropagationSettings.guide_max_side`); `recombine` takes either size.
 
         Returns:
-            (1, 2, h, w) ab; unchanged where the input has no hints.
+            (1, 2, h, w) ab, or at the guide's size with `l_full`; unchanged where the input has no hints.
         """
         l_small, hint_ab, mask = generator_input.float().split([1, 2, 1], dim=1)
-        return propagate_hints(ab, denormalize_l(l_small), denormalize_ab(hint_ab), mask)
+        return propagate_hints(ab, denormalize_l(l_small), denormalize_ab(hint_ab), mask, guide=l_full)
 
     def recombine(self, l_full: torch.Tensor, ab_small: torch.Tensor) -> torch.Tensor:
         """Step 5: the full-resolution 8-bit RGB image from the image's own L* and the predicted ab.
 
         Args:
             l_full: (1, 1, H, W) L* (step 1).
-            ab_small: (1, 2, h, w) ab in Lab units at render size (step 3 or 4).
+            ab_small: (1, 2, h, w) ab in Lab units at render size (step 3 or 4), or larger (step 4 with l_full).
 
         Returns:
             (1, 3, H, W) uint8 on the cpu.

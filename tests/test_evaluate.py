@@ -268,6 +268,44 @@ def test_cli_prints_the_psnr_versus_hints_curve(tiny_model_dir, small_photos, tm
     for row in hinted:  # ground-truth hints, spread over their regions, help even an untrained model
         delta, far_change = float(row.split("|")[4]), float(row.split("|")[5].strip().rstrip("%"))
         assert delta > 0 and far_change < 0, row
-    assert "## PSNR versus hints" in out.read_text()
+    assert zero.split("|")[6].strip() == "–" and zero.split("|")[7].strip() == "–"
+    for row in hinted:  # the hints' effect: small-object leak (%) measured; these 96 px photos have no
+        # smooth 32 px band (a flat L* profile) to measure stripes in, which the table says with a dash
+        streaks, leak = row.split("|")[6].strip(), float(row.split("|")[7].strip().rstrip("%"))
+        assert streaks == "–" and leak > 0, row
+    assert "## PSNR versus hints" in out.read_text() and "Small-object leak" in out.read_text()
     runs = json.loads((tmp_path / "s.json").read_text())["runs"]
     assert runs[0]["far_ab_error_change"] is None and runs[2]["far_ab_error_change"] < 0
+    assert runs[0]["streaks"] is None and runs[0]["small_object_leak"] is None
+    assert runs[2]["small_object_leak"] > 0 and runs[2]["streaks"] is None
+
+
+def test_hint_effect_measures_see_stripes_and_leaks_of_a_propagation():
+    from colorgan.color import lab_to_rgb
+    from colorgan.evaluation.photos import hint_effect_measures
+
+    # a photo of a smooth sky over a field with bright 3 px posts; outputs as RGB from Lab
+    lightness = torch.full((1, 1, 96, 160), 40.0)
+    lightness[..., :48, :] = 80.0
+    posts = (torch.arange(160) % 24 < 3)[None, :] & (torch.arange(96) >= 56)[:, None]
+    lightness[0, 0][posts] = 85.0
+    neutral = torch.zeros(1, 2, 96, 160)
+
+    def as_rgb(ab: torch.Tensor) -> torch.Tensor:
+        return lab_to_rgb(torch.cat([lightness, ab], dim=1)).clamp(0, 1)
+
+    truth, plain = as_rgb(neutral), as_rgb(neutral)
+    clean = neutral.clone()
+    clean[:, 1, :48] = -20.0  # blue sky
+    clean[:, 0, 48:] = -20.0  # green field ...
+    clean[:, :, posts] = 0.0  # ... whose posts keep their colour
+    streaked = clean.clone()
+    streaked[:, 1, :48, ::8] -= 6.0  # columns through the sky
+    leaked = clean.clone()
+    leaked[:, 0, posts] = -20.0  # the posts turn green
+    clean_streaks, (objects, ground) = hint_effect_measures(as_rgb(clean), plain, truth)
+    assert clean_streaks < 0.2
+    assert hint_effect_measures(as_rgb(streaked), plain, truth)[0] > clean_streaks + 0.5
+    objects_leaked, ground_leaked = hint_effect_measures(as_rgb(leaked), plain, truth)[1]
+    # the horizon's first rows count as objects in both (they change as the sky and field do)
+    assert objects_leaked / ground_leaked > objects / ground + 0.3

@@ -198,3 +198,67 @@ def test_metrics_run_on_the_gpu(photo_pairs):
         on_gpu = metric(*(a.cuda() for a in args))
         assert on_gpu.device.type == "cuda"
         torch.testing.assert_close(on_gpu.cpu(), metric(*args), atol=1e-4, rtol=1e-4)
+
+
+# ----------------------------------------------------------------------------- hint propagation measures
+def test_streak_energy_sees_column_stripes_and_not_a_smooth_ramp():
+    from colorgan.metrics import streak_energy
+
+    columns = torch.arange(120, dtype=torch.float32)
+    ramp = torch.stack([columns * 0.1, -columns * 0.05])[:, None, :].expand(2, 40, 120)  # (2, H, W)
+    stripes = ramp + torch.tensor([1.0, 0.0])[:, None, None] * (columns % 6 < 3).float()  # 1 ab, 6 px period
+    assert streak_energy(ramp, slice(None)) < 0.1  # only the mirrored ends bend a ramp
+    assert 0.4 < streak_energy(stripes, slice(None)) < 0.6  # a +-0.5 square wave about its mean
+    assert streak_energy(stripes.transpose(1, 2), slice(None)) < 0.01, "transposed, it measures rows"
+
+
+def test_moving_average_mirrors_the_ends_as_scipy_does():
+    ndimage = pytest.importorskip("scipy.ndimage")
+    from colorgan.metrics import _moving_average
+
+    profile = np.random.default_rng(0).normal(size=(2, 37))
+    for window in (1, 4, 25, 60):
+        expected = ndimage.uniform_filter1d(profile, window, axis=-1, mode="reflect")
+        np.testing.assert_allclose(_moving_average(profile, window), expected, atol=1e-12)
+
+
+def sky_and_posts(height: int = 96, width: int = 160) -> torch.Tensor:
+    """(H, W) L*: a smooth sky over a field of bright 3 px posts every 24 px."""
+    rows = torch.arange(height, dtype=torch.float32)[:, None].expand(height, width)
+    lightness = torch.where(rows < height // 2, 80 - rows * 0.2, torch.full_like(rows, 40.0))
+    posts = (torch.arange(width) % 24 < 3)[None, :] & (rows >= height // 2 + 8)
+    return torch.where(posts, torch.full_like(lightness, 85.0), lightness)
+
+
+def test_smooth_region_streaks_count_stripes_in_the_sky_not_edges_the_photo_has():
+    from colorgan.metrics import smooth_region_streaks
+
+    lightness = sky_and_posts()
+    even = torch.zeros(2, *lightness.shape)
+    even[1] = -30.0  # a stroke's effect: blue everywhere
+    follows_posts = even.clone()
+    follows_posts[:, lightness > 82] = 0.0  # the posts keep their colour: structure the photo has
+    striped = even.clone()
+    striped[1, : lightness.shape[0] // 2, ::8] -= 4.0  # columns in the sky: structure it has not
+    assert smooth_region_streaks(even, lightness) < 0.01
+    assert smooth_region_streaks(follows_posts, lightness) < 0.01, "the posts' bands are not smooth: not counted"
+    assert smooth_region_streaks(striped, lightness) > 0.3
+    textured = torch.rand(64, 64, generator=torch.Generator().manual_seed(0)) * 40
+    assert smooth_region_streaks(torch.zeros(2, 64, 64), textured) is None, "no smooth band, no measure"
+
+
+def test_small_object_changes_compare_posts_with_the_field_around_them():
+    from colorgan.metrics import small_object_changes
+
+    lightness = torch.full((64, 160), 40.0)
+    posts = (torch.arange(160) % 24 < 3)[None, :] & (torch.arange(64) >= 8)[:, None]
+    lightness[posts] = 85.0
+    uniform = torch.zeros(2, *lightness.shape)
+    uniform[0] = 20.0
+    objects, ground = small_object_changes(uniform, lightness)
+    assert objects == pytest.approx(20.0) and ground == pytest.approx(20.0)
+    kept = uniform.clone()
+    kept[:, posts] = 0.0
+    objects, ground = small_object_changes(kept, lightness)
+    assert objects < 0.2 * ground and ground == pytest.approx(20.0)  # (field pixels by the replicated border count too)
+    assert small_object_changes(uniform, torch.full((32, 32), 50.0)) is None, "no small objects"

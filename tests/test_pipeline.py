@@ -263,6 +263,29 @@ def test_painted_layer_hint_changes_the_colour_in_the_stroke(colorizer, photo, g
     assert_same_lightness(photo, hinted)  # hints steer colour, never luminance
 
 
+def test_propagate_step_is_guided_by_the_full_resolution_lightness(colorizer, photo):
+    # the photo's own size is 201x117; at render 64 the prediction is 64x37 and the guide is the photo
+    from colorgan.imaging import decode
+
+    layer = Image.new("RGBA", photo.size, (0, 0, 0, 0))
+    ImageDraw.Draw(layer).rectangle([20, 10, 180, 30], fill=(0, 0, 255, 255))
+    image = decode(photo)
+    with torch.inference_mode():
+        l_full = colorizer.full_resolution_lightness(image)
+        inputs = colorizer.generator_input(image, l_full, layer, 64)
+        (ab,) = colorizer.predict([inputs])
+        at_render_size = colorizer.propagate(ab, inputs)
+        guided = colorizer.propagate(ab, inputs, l_full)
+        assert at_render_size.shape[-2:] == (37, 64) and guided.shape[-2:] == (117, 201)
+        recombined = colorizer.recombine(l_full, guided)
+    assert recombined.shape == (1, 3, 117, 201)
+    # the pipeline's own path is the guided one
+    expected = Image.fromarray(recombined[0].permute(1, 2, 0).numpy())
+    assert np.array_equal(np.asarray(colorizer(photo, hints=layer, render_size=64)), np.asarray(expected))
+    unguided = np.asarray(Image.fromarray(colorizer.recombine(l_full, at_render_size)[0].permute(1, 2, 0).numpy()))
+    assert not np.array_equal(unguided, np.asarray(expected)), "the guide changes the result"
+
+
 def test_empty_hints_equal_no_hints(colorizer, photo):
     empty_layer = Image.new("RGBA", photo.size, (255, 0, 0, 0))
     plain = np.asarray(colorizer(photo))

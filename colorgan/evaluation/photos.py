@@ -30,7 +30,7 @@ from ..errors import one_line
 from ..hints import Hint, sample_hints
 from ..imaging import decode, list_images, open_image, to_pil
 from ..limits import BASELINES, HINT_POINTS, RENDER_SIZE
-from ..metrics import METRICS, ab_auc, colorfulness, psnr, ssim
+from ..metrics import METRICS, ab_auc, colorfulness, psnr, small_object_changes, smooth_region_streaks, ssim
 from ..pipeline import Colorizer, render_shape
 THUMB_HEIGHT = 256  # grid thumbnails are this tall ...
 THUMB_MAX_WIDTH = 2 * THUMB_HEIGHT  # ... unless that would make them wider than this
@@ -38,6 +38,15 @@ GRID_PAD = 4
 GRID_LABEL_HEIGHT = 16
 GRID_MAX_ROWS = 8
 FAR_FROM_HINTS = 16  # px: pixels at least this far from every hint measure how far hints spread
+
+HINT_CURVE_NOTES = (
+    f"The ab error ≥ {FAR_FROM_HINTS} px from hints is its change against the same model without hints: the colour"
+    " spreads, it is not a dot. Streaks: stripes of the hints' effect (ab with hints minus without) in the"
+    " photos' smooth bands (32 px, where the photo's own L* profile is flat), as the high-pass energy of"
+    " its column and row profiles in ab units; a stroke that colours a sky evenly scores ~0.2. Small-object"
+    " leak: the effect's mean size at small objects (L* ≥ 15 from the mean of the 21 px around them) over"
+    " that at the flat ground around them; 0 = they keep their colour, 100% = they change as the ground.\n"
+)
 
 # the per-image scores are those `colorgan.metrics.METRICS` describes, in its order
 METRIC_NOTES = "\n".join(f"- **{metric.label}**: {metric.description}" for metric in METRICS.values()) + "\n"
@@ -59,6 +68,11 @@ class ImageScores:
     # hints and without them (same pixels); None without hints
     far_ab_error: float | None = None
     far_ab_error_no_hints: float | None = None
+    # with hints, of their effect (ab with hints minus ab without; `hint_effect_measures`): stripes in
+    # the photo's smooth bands (ab), and the mean |change| at small objects and at the ground around them
+    streaks: float | None = None
+    small_object_change: float | None = None
+    ground_change: float | None = None
 
     @property
     def colorfulness_difference(self) -> float:
@@ -111,6 +125,17 @@ class EvalReport:
         with_hints, without = np.mean([p[0] for p in pairs]), np.mean([p[1] for p in pairs])
         return float(with_hints / without - 1) if without > 0 else 0.0
 
+    def streaks(self) -> float | None:
+        """Mean stripe energy (ab) of the hints' effect in the photos' smooth bands; None without hints."""
+        values = [row.streaks for row in self.rows if row.streaks is not None]
+        return float(np.mean(values)) if values else None
+
+    def small_object_leak(self) -> float | None:
+        """Mean change of small objects over that of the ground around them (0 = kept, 1 = as the ground); None without hints."""
+        pairs = [(r.small_object_change, r.ground_change) for r in self.rows if r.small_object_change is not None]
+        ground = np.mean([pair[1] for pair in pairs]) if pairs else 0.0
+        return float(np.mean([pair[0] for pair in pairs]) / ground) if ground > 0 else None
+
     def summary_line(self) -> str:
         means = self.means()
         line = (
@@ -122,6 +147,9 @@ class EvalReport:
         change = self.far_ab_error_change()
         if change is not None:
             line += f", ab error >= {FAR_FROM_HINTS} px from hints {change:+.1%}"
+        streaks, leak = self.streaks(), self.small_object_leak()
+        line += f", streaks {streaks:.2f} ab" if streaks is not None else ""
+        line += f", small-object leak {leak:.0%}" if leak is not None else ""
         return line + (f", {len(self.skipped)} skipped" if self.skipped else "")
 
     def to_dict(self) -> dict:
@@ -142,6 +170,8 @@ class EvalReport:
             propagate=self.propagate,
             images=len(self.rows),
             far_ab_error_change=self.far_ab_error_change(),
+            streaks=self.streaks(),
+            small_object_leak=self.small_object_leak(),
             skipped=[name for name, _ in self.skipped],
             seconds=round(self.seconds, 2),
             means=self.means(),
@@ -217,6 +247,21 @@ def mean_ab_errors(outputs: Sequence[torch.Tensor], truth: torch.Tensor, where: 
         return [float("nan")] * len(outputs)
     truth_ab, where = rgb_to_lab(truth)[:, 1:], where.to(truth.device)  # the truth converted once
     return [(rgb_to_lab(output)[:, 1:] - truth_ab).norm(dim=1)[0][where].mean().item() for output in outputs]
+
+
+def hint_effect_measures(output: torch.Tensor, plain: torch.Tensor, truth: torch.Tensor) -> tuple[float | None, tuple[float, float] | None]:
+    """Streaks and small-object changes of the hints' effect on one photo (`colorgan.metrics`).
+
+    Args:
+        output, plain: (1, 3, H, W) RGB in [0, 1] with the hints and without them.
+        truth: (1, 3, H, W) RGB in [0, 1], for its L* (the same as the gray input's).
+
+    Returns:
+        `smooth_region_streaks` and `small_object_changes` of the effect (ab with minus ab without).
+    """
+    effect = (rgb_to_lab(output)[0, 1:] - rgb_to_lab(plain)[0, 1:]).cpu()  # (2, H, W)
+    lightness_map = lightness(truth)[0, 0].cpu()  # (H, W)
+    return smooth_region_streaks(effect, lightness_map), small_object_changes(effect, lightness_map)
 
 
 def score(name: str, output: torch.Tensor, truth: torch.Tensor) -> ImageScores:
@@ -303,12 +348,15 @@ def evaluate(
             scores = score(path.name, output, truth)
             if baseline is None and not points:
                 outputs_without_hints[path.name] = output_rgb
-            far = far_from_hints(*truth.shape[-2:], points) if points else None
-            if far is not None and bool(far.any()):
+            if points:  # what the hints did: against the same colorizer's output without them
                 if path.name not in outputs_without_hints:
                     outputs_without_hints[path.name] = decode(colorizer(gray_image, render_size=render_size)).rgb
                 plain = as_float_rgb(outputs_without_hints[path.name]).to(device)
-                scores.far_ab_error, scores.far_ab_error_no_hints = mean_ab_errors([output, plain], truth, far)
+                far = far_from_hints(*truth.shape[-2:], points)
+                if bool(far.any()):
+                    scores.far_ab_error, scores.far_ab_error_no_hints = mean_ab_errors([output, plain], truth, far)
+                scores.streaks, changes = hint_effect_measures(output, plain, truth)
+                scores.small_object_change, scores.ground_change = changes if changes is not None else (None, None)
             report.rows.append(scores)
         except (ValueError, OSError) as error:  # ImageError is a ValueError
             message = one_line(error)
@@ -376,21 +424,30 @@ def _summary_table(reports: Sequence[EvalReport]) -> list[str]:
 
 
 def hint_curve(reports: Sequence[EvalReport]) -> list[str]:
-    """Markdown table of PSNR versus the number of hints (Zhang et al. 2017's protocol), per model."""
+    """Markdown table of PSNR versus the number of hints (Zhang et al. 2017's protocol), per model.
+
+    Beside it, what the hints' effect looks like: its stripes in the photos' smooth bands (ab,
+    `ImageScores.streaks`) and how much of it reaches small objects (`EvalReport.small_object_leak`).
+    """
     lines = [
-        _table_row(["model", "hints", "PSNR (dB)", "Δ vs 0 hints", f"ab error ≥ {FAR_FROM_HINTS} px from hints"]),
-        _table_row(["---", "---:", "---:", "---:", "---:"]),
+        _table_row(
+            ["model", "hints", "PSNR (dB)", "Δ vs 0 hints", f"ab error ≥ {FAR_FROM_HINTS} px from hints",
+             "streaks (ab) ↓", "small-object leak ↓"]
+        ),
+        _table_row(["---", "---:", "---:", "---:", "---:", "---:", "---:"]),
     ]
     runs = [report for report in reports if report.baseline is None]
     for report in runs:
         zero = next((r for r in runs if r.model == report.model and r.hints == 0), None)
         psnr_value = report.means()["psnr"]
         delta = f"{psnr_value - zero.means()['psnr']:+.2f}" if zero is not None and report.hints else "–"
-        change = report.far_ab_error_change()
+        change, streaks, leak = report.far_ab_error_change(), report.streaks(), report.small_object_leak()
         lines.append(
             _table_row(
                 [Path(report.model or "model").name, str(report.hints), f"{psnr_value:.2f}", delta,
-                 f"{change:+.1%}" if change is not None else "–"]
+                 f"{change:+.1%}" if change is not None else "–",
+                 f"{streaks:.2f}" if streaks is not None else "–",
+                 f"{leak:.0%}" if leak is not None else "–"]
             )
         )
     return lines
@@ -403,7 +460,7 @@ def render_markdown(reports: EvalReport | Sequence[EvalReport], grid_link: str |
     if len(reports) > 1:
         lines += ["## Summary (means)", ""] + _summary_table(reports) + [""]
     if len({report.hints for report in reports if report.baseline is None}) > 1:
-        lines += ["## PSNR versus hints", ""] + hint_curve(reports) + [""]
+        lines += ["## PSNR versus hints", ""] + hint_curve(reports) + ["", HINT_CURVE_NOTES]
     if grid_link:
         lines += [f"![gray input, colorized and ground truth]({grid_link})", ""]
     for report in reports:
