@@ -89,13 +89,32 @@ def _three_floats(text: str | None, default: Sequence[float]) -> Sequence[float]
 def timm_pretrained_encoder(encoder_name: str, **timm_kwargs) -> RgbEncoderWeights:
     """timm's ImageNet weights for `encoder_name` (`features_only`, RGB) and their input mean and std.
 
-    This is the users' normal path: timm downloads from the Hugging Face Hub, or reads its cache
-    (`HF_HUB_OFFLINE=1` works with a filled cache).
+    This is the users' normal path: the `model.safetensors` of the encoder's Hub repo
+    (`pretrained_cfg["hf_hub_id"]`, e.g. `timm/mobilenetv2_100.ra_in1k`), from the Hub or from
+    huggingface_hub's cache (`HF_HUB_OFFLINE=1` works with a filled cache). Only the safetensors
+    file is fetched, never timm's pickle fallback; timm then maps it onto the feature extractor.
+
+    Raises:
+        CheckpointError: timm has no Hub weights for the encoder, or they cannot be fetched.
     """
     import timm
+    from huggingface_hub import hf_hub_download
+    from safetensors.torch import load_file
 
-    model = timm.create_model(encoder_name, features_only=True, pretrained=True, **timm_kwargs)
-    config = model.pretrained_cfg
+    config = timm.create_model(encoder_name, pretrained=False).pretrained_cfg
+    repo_id = config.get("hf_hub_id")
+    if not repo_id:
+        raise CheckpointError(f"timm has no Hugging Face Hub weights for {encoder_name}")
+    repo_id, _, revision = repo_id.partition("@")
+    try:
+        path = hf_hub_download(repo_id, "model.safetensors", revision=revision or None)
+    except Exception as error:  # network, offline-and-not-cached, missing repo: one line either way
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"ImageNet weights for {encoder_name} ({repo_id}): {reason}") from None
+    model = timm.create_model(
+        encoder_name, features_only=True, pretrained=True, pretrained_cfg_overlay={"state_dict": load_file(path)},
+        **timm_kwargs,
+    )
     return RgbEncoderWeights(model.state_dict(), tuple(config["mean"]), tuple(config["std"]), timm_kwargs.get("pad_type"))
 
 
@@ -119,16 +138,18 @@ def load_rgb_encoder_weights(encoder: nn.Module, weights: RgbEncoderWeights) -> 
             f"encoder weights do not fit {type(encoder).__name__}: "
             f"{len(missing)} missing (e.g. {missing[:2]}), {len(unexpected)} unexpected (e.g. {unexpected[:2]})"
         )
-    stem = [key for key, tensor in own.items() if tensor.ndim == 4 and rgb_state[key].shape[1] != tensor.shape[1]]
-    if len(stem) != 1 or rgb_state[stem[0]].shape[1] != RGB_CHANNELS:
-        raise CheckpointError(f"encoder weights: expected one RGB first convolution, found {stem or 'none'}")
+    # the first convolution: the first 4-D weight, taking L + hints here and RGB there
+    stem = next(key for key, tensor in own.items() if tensor.ndim == 4)
+    if rgb_state[stem].shape[1] != RGB_CHANNELS:
+        raise CheckpointError(f"encoder weights: {stem} takes {rgb_state[stem].shape[1]} channels, not RGB's 3")
     for key, tensor in own.items():
-        if key not in stem and rgb_state[key].shape != tensor.shape:
+        expected = (tensor.shape[0], RGB_CHANNELS, *tensor.shape[2:]) if key == stem else tensor.shape
+        if rgb_state[key].shape != expected:
             raise CheckpointError(f"encoder weights: {key} has shape {tuple(rgb_state[key].shape)}, "
-                                  f"the encoder needs {tuple(tensor.shape)}")
+                                  f"the encoder needs {tuple(expected)}")
     state = dict(rgb_state)
-    state[stem[0]], offset = lightness_stem(rgb_state[stem[0]], own[stem[0]].shape[1], weights.mean, weights.std)
-    _fold_offset(encoder, stem[0].removesuffix(".weight"), state, offset)
+    state[stem], offset = lightness_stem(rgb_state[stem], own[stem].shape[1], weights.mean, weights.std)
+    _fold_offset(encoder, stem.removesuffix(".weight"), state, offset)
     encoder.load_state_dict(state, strict=True)
 
 
