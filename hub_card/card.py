@@ -96,6 +96,8 @@ class CardFacts:
     val_metrics: dict[str, float] = field(default_factory=dict)
     evaluations: list[Evaluation] = field(default_factory=list)
     datasets: list[str] = field(default_factory=list)
+    # the photos trained on, counted by source and licence class: [{"source", "licence", "photos"}, ...]
+    training_data: list[dict[str, Any]] = field(default_factory=list)
     base_model: str | None = None
     sample_grid: str | None = None
     colorgan_version: str | None = None
@@ -391,6 +393,8 @@ def render_model_card(
         metric_columns=metric_columns,
         sample_grid=sample_grid_name(model_dir, facts),
         training_details=_training_details(facts, encoder),
+        training_data=facts.training_data,
+        training_data_total=sum(int(row["photos"]) for row in facts.training_data),
         args_json=json.dumps(facts.args, indent=2, sort_keys=True, default=str) if facts.args else None,
         data_description=", ".join(f"`{name}`" for name in trained_on) or "not recorded for this model",
     )

@@ -11,8 +11,10 @@ renders the model card from `hub_card/`, so the folder is laid out like a Hub re
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import shutil
+from collections import Counter
 from pathlib import Path
 
 from PIL import Image
@@ -39,6 +41,9 @@ def main() -> None:
                              " recipe trained for the same time); repeatable")
     parser.add_argument("--compare-summary", type=Path,
                         help="colorgan eval --summary-json holding the --compare runs (default: summary_json)")
+    parser.add_argument("--training-data", type=Path,
+                        help="training_data.tsv (source, licence_class per photo): counted by source and licence"
+                             " class in the card, and copied beside the model")
     parser.add_argument("--card-only", action="store_true",
                         help="keep the bundled weights and facts; only replace its evaluations (e.g. a new hint curve)")
     args = parser.parse_args()
@@ -66,6 +71,10 @@ def main() -> None:
             "output_dir": earlier.args.get("output_dir"), "max_steps": earlier.args.get("max_steps"),
             "pretrain_steps": earlier.args.get("pretrain_steps"), "hint_prob": earlier.args.get("hint_prob"),
             "seed": earlier.args.get("seed")}}
+    if args.training_data:
+        facts.training_data = count_training_data(args.training_data)
+        if args.training_data.resolve() != (STARTER_MODEL / "training_data.tsv").resolve():
+            shutil.copyfile(args.training_data, STARTER_MODEL / "training_data.tsv")
     runs = json.loads(args.summary_json.read_text())["runs"]
     facts.evaluations = [  # the run without hints and with each number of hints: the PSNR-versus-hints curve
         Evaluation(**{**run["evaluation"], "dataset": "shared/photos/val", "split": "val"})
@@ -88,6 +97,17 @@ def main() -> None:
         grid.convert("RGB").save(STARTER_MODEL / GRID_NAME, quality=85)
         facts.sample_grid = GRID_NAME
     print(write_model_card(STARTER_MODEL, REPO_ID, facts))
+
+
+def count_training_data(tsv: Path) -> list[dict]:
+    """Photos per (source, licence class), largest first; a Debian package's photos count under `debian`."""
+    counts = Counter()
+    with tsv.open(newline="") as handle:
+        for row in csv.DictReader(handle, delimiter="\t"):
+            source = row.get("source") if row.get("origin") != "debian" else "Debian packages"
+            counts[(source or row.get("origin") or "?", row.get("licence_class") or "?")] += 1
+    return [{"source": source, "licence": licence, "photos": photos}
+            for (source, licence), photos in counts.most_common()]
 
 
 if __name__ == "__main__":
