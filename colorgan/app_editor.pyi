@@ -27,10 +27,19 @@ class HeaderCheckedImageEditor(gr.ImageEditor):
         *args, **kwargs: those of `gr.ImageEditor`; `type` is always "filepath".
     """
 
+    # Gradio serves a subclass as a custom component with its own frontend files; a template
+    # component (as gr.ClearButton is of gr.Button) reuses its parent's frontend instead.
+    is_template = True
+
     def __init__(self, *args, max_pixels: int = APP_MAX_PIXELS, **kwargs):
         kwargs["type"] = "filepath"
         super().__init__(*args, **kwargs)
         self.max_pixels = max_pixels
+
+    def get_config(self, cls: type | None = None) -> dict:
+        # Gradio sends the browser the attributes named in `cls.__init__`'s signature; ours is
+        # (*args, max_pixels, **kwargs), so without this the label, elem_id, brush... never arrive.
+        return super().get_config(cls or gr.ImageEditor)
 
     def _checked_path(self, file: FileData | bytes | None, what: str) -> str | None:
         if file is None:

@@ -142,10 +142,15 @@ class UNetGenerator(nn.Module, StrictHubMixin, **HUB_METADATA):
         self.render_size = render_size
         # pad_type is passed only when set: not every timm family takes it, and "" is their default anyway
         padding = {"pad_type": encoder_pad_type} if encoder_pad_type else {}
-        self.encoder = timm.create_model(
-            encoder_name, features_only=True, pretrained=pretrained_encoder, in_chans=GENERATOR_INPUT_CHANNELS,
-            **padding,
-        )
+        try:
+            self.encoder = timm.create_model(
+                encoder_name, features_only=True, pretrained=pretrained_encoder, in_chans=GENERATOR_INPUT_CHANNELS,
+                **padding,
+            )
+        except TypeError as error:  # a family without pad_type (ResNet, ConvNeXt, RegNet) names the keyword here
+            if not padding or "pad_type" not in str(error):
+                raise
+            raise ValueError(f"encoder {encoder_name} does not take encoder_pad_type {encoder_pad_type!r}") from None
         reductions = self.encoder.feature_info.reduction()
         channels = self.encoder.feature_info.channels()
         self.stride = max(reductions)

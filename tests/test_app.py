@@ -128,6 +128,18 @@ def hint_copying_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
 
 
 # ----------------------------------------------------------------------------- webapp, no server
+def test_header_checked_editor_reaches_the_browser_as_gradios_own_image_editor():
+    """A subclass is served as a custom component (its own frontend files, which it has none of) and
+    sends only its own __init__'s arguments: both left the app with an empty page and no #photo."""
+    from colorgan.app_editor import HeaderCheckedImageEditor
+
+    editor = HeaderCheckedImageEditor(label="Photo", elem_id="photo", brush=False)
+    config = editor.get_config()
+    assert editor.get_block_name() == "imageeditor"
+    assert config["label"] == "Photo" and config["elem_id"] == "photo" and config["brush"] is False
+    assert config["type"] == "filepath"
+
+
 def test_editor_value_splits_into_photo_and_merged_hint_layer():
     from colorgan.webapp import split_editor_value
 

@@ -146,6 +146,15 @@ def test_generator_save_and_load_gives_identical_outputs(encoder_name, tmp_path)
         assert torch.equal(actual[name], value), name  # BN running stats too
 
 
+# TensorFlow's "same" padding where the family takes a pad_type; ResNet, ConvNeXt and RegNet have none
+PAD_TYPES = {"resnet18": "", "efficientnet_b0": "same", "convnext_atto": "", "regnetx_002": ""}
+
+
+def test_an_encoder_without_pad_type_refuses_same_padding_in_one_line():
+    with pytest.raises(ValueError, match="resnet18 does not take encoder_pad_type 'same'"):
+        UNetGenerator("resnet18", pretrained_encoder=False, encoder_pad_type="same")
+
+
 @pytest.mark.parametrize("encoder_name", ENCODERS)
 def test_generator_config_round_trips_every_constructor_argument(encoder_name, tmp_path):
     arguments = dict(
@@ -155,6 +164,7 @@ def test_generator_config_round_trips_every_constructor_argument(encoder_name, t
         dropout=0.25,
         dropout_blocks=3,
         render_size=320,
+        encoder_pad_type=PAD_TYPES[encoder_name],
     )
     assert set(arguments) == set(inspect.signature(UNetGenerator.__init__).parameters) - {"self"}
     UNetGenerator(**arguments).save_pretrained(tmp_path / "first")

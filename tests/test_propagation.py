@@ -224,7 +224,7 @@ def test_hinted_pixels_keep_their_colour_and_the_photo_its_lightness(untrained):
     [
         ([(320, 10, (1, 2, 3))], "outside"),
         ([(-1, 10, (1, 2, 3))], "outside"),
-        ([(float("nan"), 10, (1, 2, 3))], "outside"),
+        ([(float("nan"), 10, (1, 2, 3))], "finite"),
         ([(10, 10, (300, 0, 0))], "0..255"),
         ([(10, 10, (float("nan"), 0, 0))], "0..255"),
         ([(10, 10, (1, 2))], "0..255"),
