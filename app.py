@@ -108,6 +108,20 @@ def stating_app_limits(function):
     return function
 
 
+def settings_sliders(colorizer: Colorizer, render_size_info: str | None = None) -> tuple[gr.Slider, gr.Slider]:
+    """The saturation and render-size sliders both tabs share, within the app's own limits."""
+    saturation = gr.Slider(APP_SATURATION.low, APP_SATURATION.high, value=1.0, step=0.05, label="Saturation")
+    render_size = gr.Slider(
+        APP_RENDER_SIZE.low,
+        APP_RENDER_SIZE.high,
+        value=default_render_size(colorizer),
+        step=64,
+        label="Render resolution",
+        info=render_size_info,
+    )
+    return saturation, render_size
+
+
 def build_demo(colorizer: Colorizer) -> gr.Blocks:
     """The app's UI and its `/colorize` API endpoint around an already loaded model.
 
@@ -133,14 +147,9 @@ def build_demo(colorizer: Colorizer) -> gr.Blocks:
                         height=520,
                         elem_id="photo",
                     )
-                    saturation = gr.Slider(APP_SATURATION.low, APP_SATURATION.high, value=1.0, step=0.05, label="Saturation")
-                    render_size = gr.Slider(
-                        APP_RENDER_SIZE.low,
-                        APP_RENDER_SIZE.high,
-                        value=default_render_size(colorizer),
-                        step=64,
-                        label="Render resolution",
-                        info="Long side at which the model runs: higher is more detailed but slower."
+                    saturation, render_size = settings_sliders(
+                        colorizer,
+                        render_size_info="Long side at which the model runs: higher is more detailed but slower."
                         " The result always has the photo's full resolution.",
                     )
                     compare = gr.Radio(
@@ -246,14 +255,7 @@ def build_video_tab(colorizer: Colorizer, limits: dict) -> None:
     with gr.Row():
         with gr.Column():
             clip = gr.Video(label="Black-and-white clip", sources=["upload"], elem_id="clip")
-            saturation = gr.Slider(APP_SATURATION.low, APP_SATURATION.high, value=1.0, step=0.05, label="Saturation")
-            render_size = gr.Slider(
-                APP_RENDER_SIZE.low,
-                APP_RENDER_SIZE.high,
-                value=default_render_size(colorizer),
-                step=64,
-                label="Render resolution",
-            )
+            saturation, render_size = settings_sliders(colorizer)
             button = gr.Button("Colorize video", variant="primary", elem_id="colorize-video")
         with gr.Column():
             colorized = gr.Video(

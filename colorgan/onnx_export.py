@@ -109,8 +109,43 @@ class _BlockedLayoutEntry(nn.Module):
         return self.block(self.identity(x), skip, size)
 
 
+def _static_same_padding(conv: nn.Conv2d) -> nn.Module:
+    """timm's `Conv2dSame` as a constant pad and a plain convolution: the same numbers, a static graph.
+
+    TensorFlow's "same" padding depends on the input size, and the exporter's symbolic reasoning
+    about that size did not finish in 10 minutes for MobileNetV2. Inside the generator every
+    encoder convolution sees a multiple of its stride (the input is padded to the total stride),
+    and then the padding is the constant max((k - 1) d + 1 - s, 0), split as timm splits it.
+    """
+    pads = []
+    for kernel, stride, dilation in zip(conv.kernel_size, conv.stride, conv.dilation):
+        total = max((kernel - 1) * dilation + 1 - stride, 0)
+        pads.append((total // 2, total - total // 2))
+    (top, bottom), (left, right) = pads
+    plain = nn.Conv2d(
+        conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, 0, conv.dilation, conv.groups,
+        bias=conv.bias is not None,
+    )
+    plain.load_state_dict(conv.state_dict())
+    if top == bottom and left == right:  # symmetric: the convolution pads by itself
+        plain.padding = (top, left)
+        return plain
+    return nn.Sequential(nn.ZeroPad2d((left, right, top, bottom)), plain)
+
+
+def _replace_same_convolutions(module: nn.Module) -> None:
+    from timm.layers import Conv2dSame
+
+    for name, child in module.named_children():
+        if isinstance(child, Conv2dSame):
+            setattr(module, name, _static_same_padding(child))
+        else:
+            _replace_same_convolutions(child)
+
+
 def export_form(generator: UNetGenerator, fp32_levels: int | None = None) -> UNetGenerator:
-    """A float32, eval-mode copy of `generator` with `_ExportDecoderBlock`s: what `export_onnx` exports.
+    """A float32, eval-mode copy of `generator` with `_ExportDecoderBlock`s and the encoder's TensorFlow
+    "same" convolutions made static: what `export_onnx` exports.
 
     Its outputs equal the generator's in eval mode (to float rounding, ~1e-6).
 
@@ -122,6 +157,7 @@ def export_form(generator: UNetGenerator, fp32_levels: int | None = None) -> UNe
     model = copy.deepcopy(generator).float().cpu().to(memory_format=torch.contiguous_format).eval()
     if not isinstance(model, UNetGenerator):  # the reference Pix2PixUNet is exported as it is
         return model
+    _replace_same_convolutions(model.encoder)
     upsampled_channels = model.encoder.feature_info.channels()[-1]
     first_fp32 = len(model.decoder) - fp32_levels if fp32_levels else None
     with torch.no_grad():

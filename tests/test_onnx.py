@@ -13,9 +13,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+import onnxruntime as ort
 import torch
 from hub_server import WRITE_TOKEN
 from PIL import Image
+from timm.layers import Conv2dSame
 
 import colorgan.hub
 import colorgan.onnx_export as onnx_export
@@ -136,8 +138,10 @@ def with_trained_batch_norm_statistics(generator: UNetGenerator, seed: int) -> U
         dict(encoder_name="resnet18", decoder_channels=[32, 16, 16, 8, 8]),  # channels that fit no NCHWc block
         dict(encoder_name="regnetx_002", decoder_channels=[64, 32, 32, 16, 16], dropout_blocks=3),
         dict(encoder_name="mobilenetv3_small_050", decoder_channels=[24, 16, 16, 8, 8], dropout=0.0),
+        # TensorFlow's padding, as the imported ImageNet encoder needs: made static for the export
+        dict(encoder_name="mobilenetv2_050", decoder_channels=[24, 16, 16, 8, 8], encoder_pad_type="same"),
     ],
-    ids=["resnet18", "regnetx_002", "mobilenetv3"],
+    ids=["resnet18", "regnetx_002", "mobilenetv3", "mobilenetv2-same"],
 )
 @pytest.mark.parametrize("shape", [(1, 64, 64), (2, 37, 101), (1, 1, 1)])
 @pytest.mark.parametrize("fp32_levels", [None, 1, 2], ids=["fp32-graph", "int8-base-1", "int8-base-2"])
@@ -147,12 +151,26 @@ def test_export_form_computes_what_the_generator_does(config, shape, fp32_levels
     rewritten = export_form(generator, fp32_levels)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in rewritten.decoder.modules())  # folded
     assert isinstance(generator.decoder[0].convs[0][1], torch.nn.BatchNorm2d)  # the original is left as it was
+    assert not any(isinstance(m, Conv2dSame) for m in rewritten.modules())  # its padding depends on the size
     x = torch.randn(shape[0], 4, *shape[1:], generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         expected, actual = generator(x), rewritten(x)
     assert actual.shape == expected.shape == (shape[0], 2, *shape[1:])
     assert torch.isfinite(actual).all()
     assert (actual - expected).abs().max().item() <= 1e-5
+
+
+def test_a_same_padded_encoder_exports_with_dynamic_sizes_and_matches_torch(tmp_path):
+    """Exporting timm's size-dependent "same" padding as it is did not finish in 10 minutes."""
+    torch.manual_seed(0)
+    generator = UNetGenerator("mobilenetv2_050", decoder_channels=[16, 8, 8, 8, 8], encoder_pad_type="same").eval()
+    session = ort.InferenceSession(str(export_onnx(generator, tmp_path / ONNX_NAME)))
+    for shape in [(1, 4, 64, 64), (2, 4, 37, 101)]:
+        x = torch.randn(*shape)
+        with torch.no_grad():
+            expected = generator(x).numpy()
+        actual = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+        assert actual.shape == expected.shape and np.abs(actual - expected).max() <= 1e-5
 
 
 def test_exported_decoder_has_no_concat_and_upsamples_by_a_constant_scale(tiny_onnx):
