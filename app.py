@@ -20,8 +20,15 @@ import gradio as gr
 
 from colorgan import CheckpointError, Colorizer
 from colorgan.app_editor import HeaderCheckedImageEditor
-from colorgan.imaging import remove_partial_files_on_signals
-from colorgan.limits import APP_MAX_FILE_SIZE, APP_MAX_VIDEO_SECONDS, APP_MAX_VIDEO_SIDES, APP_RENDER_SIZE, APP_SATURATION
+from colorgan.imaging import remove_partial_files_on_signals, too_many_pixels
+from colorgan.limits import (
+    APP_MAX_FILE_SIZE,
+    APP_MAX_PIXELS,
+    APP_MAX_VIDEO_SECONDS,
+    APP_MAX_VIDEO_SIDES,
+    APP_RENDER_SIZE,
+    APP_SATURATION,
+)
 from colorgan.threads import default_threads, set_threads
 from colorgan.webapp import (
     before_and_after,
@@ -43,8 +50,9 @@ BRUSH_RADIUS = 6
 # Runs once in the browser when the page loads. Gradio's editor closes its colour palette (and the
 # brush size slider) on a mousedown outside it; a pick of a colour and Escape send one, so the palette
 # no longer covers the photo where the next click goes. A file the browser cannot open as an image
-# leaves the editor empty without a word: its name goes to the hidden #rejected-upload box, whose
-# event answers with the error.
+# leaves the editor empty without a word, and one over the pixel limit would hang the page while the
+# editor decodes it: such a file never reaches the editor, its name (and size) go to the hidden
+# #rejected-upload box, whose event answers with the error.
 EDITOR_JS = """
 () => {
     const closeEditorPopups = () => document.body.dispatchEvent(new MouseEvent("mousedown", { bubbles: true }));
@@ -54,22 +62,52 @@ EDITOR_JS = """
     document.addEventListener("keydown", (event) => {
         if (event.key === "Escape") closeEditorPopups();
     });
-    const checkOpens = (file) => {
-        if (!file) return;
-        createImageBitmap(file).then((bitmap) => bitmap.close(), () => {
-            const box = document.querySelector("#rejected-upload textarea");
-            box.value = `${file.name}\n${Date.now()}`;  // a new value each time, so the same file is refused again
-            box.dispatchEvent(new Event("input", { bubbles: true }));
-        });
+    // The editor decodes what it is given on the page's one thread, and a 48 MP scan keeps it busy for
+    // half a minute, the error included. So an upload reaches the editor only after the browser has
+    // opened it aside (createImageBitmap, off the main thread) and found it within the limit.
+    const refuse = (file, size) => {
+        const box = document.querySelector("#rejected-upload textarea");
+        // a new value each time (the clock), so the same file is refused again
+        box.value = `${file.name}\n${size}\n${Date.now()}`;
+        box.dispatchEvent(new Event("input", { bubbles: true }));
+    };
+    const checked = new WeakSet();  // the events this script passes on to the editor
+    const holdUntilOpened = (event, file, passOn) => {
+        if (!file || checked.has(event)) return;
+        event.stopImmediatePropagation();
+        event.preventDefault();
+        const refused = (size) => {
+            refuse(file, size);
+            if (event.target.type === "file") event.target.value = "";  // so choosing it again is seen
+        };
+        createImageBitmap(file).then((bitmap) => {
+            const [width, height] = [bitmap.width, bitmap.height];
+            bitmap.close();
+            if (width * height > MAX_PIXELS) refused(`${width}x${height}`);
+            else passOn();
+        }, () => refused(""));
+    };
+    const passOn = (target, newEvent) => {
+        checked.add(newEvent);
+        target.dispatchEvent(newEvent);
     };
     document.addEventListener("change", (event) => {
-        if (event.target.matches("#photo input[type=file]")) checkOpens(event.target.files[0]);
+        const input = event.target;
+        if (!input.matches("#photo input[type=file]")) return;
+        holdUntilOpened(event, input.files[0], () => passOn(input, new Event("change", { bubbles: true })));
     }, true);
     document.addEventListener("drop", (event) => {
-        if (event.target.closest("#photo")) checkOpens(event.dataTransfer && event.dataTransfer.files[0]);
+        const target = event.target;
+        const file = event.dataTransfer && event.dataTransfer.files[0];
+        if (!target.closest || !target.closest("#photo")) return;
+        holdUntilOpened(event, file, () => {
+            const files = new DataTransfer();  // the dropped one is emptied once its event is over
+            files.items.add(file);
+            passOn(target, new DragEvent("drop", { bubbles: true, cancelable: true, dataTransfer: files }));
+        });
     }, true);
 }
-"""
+""".replace("MAX_PIXELS", str(APP_MAX_PIXELS))
 LAUNCH_OPTIONS = {"max_file_size": APP_MAX_FILE_SIZE, "theme": gr.themes.Soft(), "js": EDITOR_JS}
 
 INTRO = """# colorgan: colorize black-and-white photos
@@ -190,7 +228,10 @@ def build_demo(colorizer: Colorizer) -> gr.Blocks:
                 return colorize_in_editor(editor_value, saturation, render_size, compare)
 
             def refuse_upload(rejected: str):
-                name = rejected.splitlines()[0] if rejected else "the file"
+                name, size = (rejected.split("\n") + [""])[:2] if rejected else ("the file", "")
+                if size:  # "WxH" from the browser's decode
+                    width, height = (int(side) for side in size.split("x"))
+                    raise gr.Error(too_many_pixels(name, width, height, APP_MAX_PIXELS), print_exception=False)
                 raise gr.Error(f"{name}: {NOT_AN_IMAGE}", print_exception=False)
 
             @stating_app_limits

@@ -62,6 +62,11 @@ def _open_header(source: str | os.PathLike | bytes | Image.Image, max_pixels: in
         return _checked_header(source, max_pixels, name)
 
 
+def too_many_pixels(name: str, width: int, height: int, max_pixels: int) -> str:
+    """The one-line refusal of an image over the pixel limit (the library's and the browser's check)."""
+    return f"{name}: {width}x{height} is {width * height / 1e6:.0f} MP, more than the {max_pixels / 1e6:.0f} MP limit"
+
+
 def _checked_header(source: str | os.PathLike | bytes | Image.Image, max_pixels: int, name: str) -> Image.Image:
     if isinstance(source, Image.Image):
         image = source
@@ -76,10 +81,7 @@ def _checked_header(source: str | os.PathLike | bytes | Image.Image, max_pixels:
             raise ImageError(f"{name}: empty file, no image data")
         image = Image.open(source)
     if image.width * image.height > max_pixels:
-        raise ImageError(
-            f"{name}: {image.width}x{image.height} is {image.width * image.height / 1e6:.0f} MP,"
-            f" more than the {max_pixels / 1e6:.0f} MP limit"
-        )
+        raise ImageError(too_many_pixels(name, image.width, image.height, max_pixels))
     if image.width == 0 or image.height == 0:
         raise ImageError(f"{name}: image has no pixels")
     return image

@@ -361,3 +361,55 @@ def test_a_file_that_is_not_an_image_is_refused_at_once(served_app, page, tmp_pa
     error.wait_for(timeout=5_000)
     assert time.perf_counter() - started < 5
     assert "holiday.jpg" in error.inner_text()
+
+
+def test_a_48_megapixel_upload_is_refused_within_5_seconds(served_app, page, tmp_path):
+    """The browser decodes the upload once, as it must to show it, and reports one over the limit at once."""
+    import time
+
+    url, _, _ = served_app
+    huge = tmp_path / "scan.jpg"
+    Image.new("L", (8000, 6000), 128).save(huge, quality=50)  # 48 MP, a few hundred kB
+    open_app(page, url)
+    started = time.perf_counter()
+    page.locator("#photo input[type=file]").set_input_files(str(huge))
+    error = page.locator(".toast-body", has_text="MP limit")
+    error.wait_for(timeout=5_000)
+    assert time.perf_counter() - started < 5
+    assert "scan.jpg: 8000x6000 is 48 MP, more than the 25 MP limit" in error.inner_text()
+
+
+# Drops a file built from base64 bytes on the editor's upload area, as a drag from the desktop does.
+DROP_FILE = """([name, base64]) => {
+    const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+    const files = new DataTransfer();
+    files.items.add(new File([bytes], name, { type: "image/jpeg" }));
+    const target = document.querySelector("#photo input[type=file]").closest("button") ||
+        document.querySelector("#photo input[type=file]").parentElement;
+    target.dispatchEvent(new DragEvent("drop", { bubbles: true, cancelable: true, dataTransfer: files }));
+}"""
+
+
+def test_a_dropped_photo_within_the_limit_reaches_the_editor_and_a_48_megapixel_one_does_not(
+    served_app, page, photos_dir, tmp_path
+):
+    """The size check holds a drop back until the browser has opened the file, then passes it on."""
+    import base64
+    import time
+
+    url, _, _ = served_app
+    open_app(page, url)
+    photo = (photos_dir / "val" / PHOTO_NAME).read_bytes()
+    page.evaluate(DROP_FILE, [PHOTO_NAME, base64.b64encode(photo).decode()])
+    page.wait_for_function(PHOTO_LOADED, timeout=60_000)
+
+    open_app(page, url)
+    huge = io.BytesIO()
+    Image.new("L", (8000, 6000), 128).save(huge, format="JPEG", quality=50)
+    started = time.perf_counter()
+    page.evaluate(DROP_FILE, ["drop.jpg", base64.b64encode(huge.getvalue()).decode()])
+    error = page.locator(".toast-body", has_text="MP limit")
+    error.wait_for(timeout=5_000)
+    assert time.perf_counter() - started < 5
+    assert "drop.jpg: 8000x6000 is 48 MP" in error.inner_text()
+    assert not page.evaluate(PHOTO_LOADED), "the refused scan never reached the editor"
