@@ -937,7 +937,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="fail instead of cloning from GitHub a repository that is not under --mirror-root")
     parser.add_argument("--training-data", type=Path,
                         help="also write this manifest of every training photo, train/'s and the new ones "
-                             "(e.g. colorgan/pretrained/starter/training_data.tsv)")
+                             "(e.g. docs/photo_set_manifest.tsv)")
     parser.add_argument("--shared", type=Path, default=here.parent.parent / "shared" / "photos",
                         help="the existing set: EXCLUDE.tsv, MANIFEST-*.tsv, train/, val/")
     parser.add_argument("--cache", type=Path, default=Path("/work/photo-build/cache"),
