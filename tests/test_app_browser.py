@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -348,35 +349,37 @@ def test_switching_the_comparison_updates_the_slider_without_a_new_colorize(serv
     assert np.abs(before_side()[1]).max() < 2, "and back to the black-and-white photo"
 
 
-def test_a_file_that_is_not_an_image_is_refused_at_once(served_app, page, tmp_path):
-    import time
+def refused_within_5_seconds(page, upload, message: str) -> str:
+    """Run `upload`; an error toast containing `message` must show within 5 s -> its text."""
+    started = time.perf_counter()
+    upload()
+    error = page.locator(".toast-body", has_text=message)
+    error.wait_for(timeout=5_000)
+    assert time.perf_counter() - started < 5
+    return error.inner_text()
 
+
+def test_a_file_that_is_not_an_image_is_refused_at_once(served_app, page, tmp_path):
     url, _, app = served_app
     fake = tmp_path / "holiday.jpg"
     fake.write_text("a text file renamed to .jpg\n" * 50)
     open_app(page, url)
-    started = time.perf_counter()
-    page.locator("#photo input[type=file]").set_input_files(str(fake))
-    error = page.locator(".toast-body", has_text="not an image file")
-    error.wait_for(timeout=5_000)
-    assert time.perf_counter() - started < 5
-    assert "holiday.jpg" in error.inner_text()
+    error = refused_within_5_seconds(
+        page, lambda: page.locator("#photo input[type=file]").set_input_files(str(fake)), "not an image file"
+    )
+    assert "holiday.jpg" in error
 
 
 def test_a_48_megapixel_upload_is_refused_within_5_seconds(served_app, page, tmp_path):
     """The browser decodes the upload once, as it must to show it, and reports one over the limit at once."""
-    import time
-
     url, _, _ = served_app
     huge = tmp_path / "scan.jpg"
     Image.new("L", (8000, 6000), 128).save(huge, quality=50)  # 48 MP, a few hundred kB
     open_app(page, url)
-    started = time.perf_counter()
-    page.locator("#photo input[type=file]").set_input_files(str(huge))
-    error = page.locator(".toast-body", has_text="MP limit")
-    error.wait_for(timeout=5_000)
-    assert time.perf_counter() - started < 5
-    assert "scan.jpg: 8000x6000 is 48 MP, more than the 25 MP limit" in error.inner_text()
+    error = refused_within_5_seconds(
+        page, lambda: page.locator("#photo input[type=file]").set_input_files(str(huge)), "MP limit"
+    )
+    assert "scan.jpg: 8000x6000 is 48 MP, more than the 25 MP limit" in error
 
 
 # Drops a file built from base64 bytes on the editor's upload area, as a drag from the desktop does.
@@ -395,8 +398,6 @@ def test_a_dropped_photo_within_the_limit_reaches_the_editor_and_a_48_megapixel_
 ):
     """The size check holds a drop back until the browser has opened the file, then passes it on."""
     import base64
-    import time
-
     url, _, _ = served_app
     open_app(page, url)
     photo = (photos_dir / "val" / PHOTO_NAME).read_bytes()
@@ -406,10 +407,7 @@ def test_a_dropped_photo_within_the_limit_reaches_the_editor_and_a_48_megapixel_
     open_app(page, url)
     huge = io.BytesIO()
     Image.new("L", (8000, 6000), 128).save(huge, format="JPEG", quality=50)
-    started = time.perf_counter()
-    page.evaluate(DROP_FILE, ["drop.jpg", base64.b64encode(huge.getvalue()).decode()])
-    error = page.locator(".toast-body", has_text="MP limit")
-    error.wait_for(timeout=5_000)
-    assert time.perf_counter() - started < 5
-    assert "drop.jpg: 8000x6000 is 48 MP" in error.inner_text()
+    drop = base64.b64encode(huge.getvalue()).decode()
+    error = refused_within_5_seconds(page, lambda: page.evaluate(DROP_FILE, ["drop.jpg", drop]), "MP limit")
+    assert "drop.jpg: 8000x6000 is 48 MP" in error
     assert not page.evaluate(PHOTO_LOADED), "the refused scan never reached the editor"
