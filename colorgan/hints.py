@@ -13,6 +13,7 @@ from typing import NamedTuple, Union
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from .color import normalize_ab, rgb_to_lab
@@ -110,6 +111,64 @@ def generator_input(l_norm: torch.Tensor, hint_ab: torch.Tensor | None = None, h
     if hint_ab is None:
         return torch.cat([l_norm, l_norm.new_zeros(l_norm.shape[0], 3, *l_norm.shape[-2:])], dim=1)
     return torch.cat([l_norm, hint_ab * hint_mask, hint_mask], dim=1)
+
+
+# A painted stroke covering more of the render than this share reaches the network as a grid of points
+# (`hints_as_trained`); point hints stay far below it (30 points of 3x3 px are 0.8 % at render 224).
+DENSE_HINT_SHARE = 0.01
+# the grid's spacing in render pixels, and the side of each point's patch (that of `points_to_hints`)
+THINNED_SPACING = 8
+THINNED_PATCH = 3
+
+
+def hints_as_trained(
+    network_input: torch.Tensor,
+    max_share: float = DENSE_HINT_SHARE,
+    spacing: int = THINNED_SPACING,
+    patch: int = THINNED_PATCH,
+) -> torch.Tensor:
+    """The generator's input with large painted strokes thinned to a grid of point hints.
+
+    The network was trained with a few small patches of true colour (`sample_training_hints`); fed a
+    broad stroke at every pixel, it spreads the stroke's colour over whatever lies under and beside
+    it, bright objects included (the sheep of issue 20 turn green). When the hints are propagated
+    afterwards (`colorgan.propagation`, which keeps the whole stroke), the network only needs the
+    stroke's colours as points: each `spacing` x `spacing` cell the stroke touches keeps one
+    `patch` x `patch` point, on the stroke pixel nearest the cell's centre. Images whose hints cover
+    at most `max_share` of the render (point hints) are returned unchanged.
+
+    Args:
+        network_input: (B, 4, h, w) L, hint ab (already masked), hint mask, as `generator_input` makes.
+        max_share: share of the render's pixels above which an image's hints are thinned.
+        spacing: the grid's cell side in render pixels.
+        patch: each kept point's side in pixels (odd), clipped to the stroke.
+
+    Returns:
+        (B, 4, h, w): the input itself when no image is thinned, else a new tensor.
+    """
+    l_norm, hint_ab, mask = network_input.split([1, 2, 1], dim=1)
+    dense = mask.flatten(1).mean(dim=1) > max_share  # (B,)
+    if not bool(dense.any()):
+        return network_input
+    thinned = torch.where(dense[:, None, None, None], _grid_points(mask, spacing, patch), mask)
+    return generator_input(l_norm, hint_ab, thinned)
+
+
+def _grid_points(mask: torch.Tensor, spacing: int, patch: int) -> torch.Tensor:
+    # (B, 1, h, w) mask -> the mask kept only at one patch per grid cell. In each cell, the kept point
+    # is the masked pixel with the most masked neighbours (a point hint's centre, so a point hint stays
+    # whole; a stroke's inside rather than its rim), the one nearest the cell's centre among those:
+    # a max-pool over the cells of that score (neighbours 1..9, plus a bump in (0.5, 1] peaking at
+    # each cell's centre, so the count decides first and no unmasked pixel scores above 0)
+    height, width = mask.shape[-2:]
+    offsets = lambda n: (torch.arange(n, device=mask.device) % spacing - (spacing - 1) / 2).abs()  # noqa: E731
+    distance = offsets(height)[:, None] + offsets(width)[None, :]  # (h, w) city-block distance to the centre
+    neighbours = (F.avg_pool2d(mask, 3, stride=1, padding=1, count_include_pad=True) * 9).round()
+    score = mask * (neighbours + 1 - distance / (4 * spacing))
+    best, where = F.max_pool2d(score, spacing, stride=spacing, ceil_mode=True, return_indices=True)
+    centres = torch.zeros_like(mask).flatten(2).scatter_(2, where.flatten(2), (best > 0).to(mask.dtype).flatten(2))
+    points = F.max_pool2d(centres.view_as(mask), patch, stride=1, padding=patch // 2)
+    return points * mask
 
 
 def points_to_hints(

@@ -26,7 +26,15 @@ from .checkpoint import (
     model_source,
 )
 from .color import denormalize_ab, denormalize_l, normalize_l
-from .hints import HintInput, check_hint_layer, generator_input, has_hints, layer_to_hints, points_to_hints
+from .hints import (
+    HintInput,
+    check_hint_layer,
+    generator_input,
+    has_hints,
+    hints_as_trained,
+    layer_to_hints,
+    points_to_hints,
+)
 from .imaging import DecodedImage, decode, open_image, to_pil
 from .limits import BACKENDS, RENDER_SIZE, SATURATION, Range
 from .models import Pix2PixUNet, UNetGenerator, generator_class_for
@@ -210,7 +218,9 @@ class Colorizer:
                 self.generator_input(item, l_full, item_hints, render_size)
                 for item, l_full, item_hints in zip(decoded, lightness_maps, hints)
             ]
-            ab_small = [ab * saturation for ab in self.predict(inputs)]
+            # propagated, a painted stroke reaches the network as the sparse points it was trained with
+            network_inputs = [hints_as_trained(tensor) for tensor in inputs] if propagate else inputs
+            ab_small = [ab * saturation for ab in self.predict(network_inputs)]
             if propagate:  # after saturation, so hinted pixels keep their hint's colour at any saturation
                 ab_small = [
                     self.propagate(ab, tensor, l_full) for ab, tensor, l_full in zip(ab_small, inputs, lightness_maps)

@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from .color import denormalize_l
 from .errors import one_line
-from .hints import HintInput, generator_input, has_hints
+from .hints import HintInput, generator_input, has_hints, hints_as_trained
 from .imaging import DecodedImage, atomic_path, check_destination
 from .limits import MAX_VIDEO_FPS, MAX_VIDEO_FRAME_PIXELS
 from .pipeline import Colorizer
@@ -316,7 +316,8 @@ class FrameColorizer:
                 # new hints restart the colour there, rather than fading in under the memory's weight
                 motions.append(None if self.frames_done == self.hinted_frame else motion)
                 self.frames_done += 1
-            predictions = colorizer.predict(inputs)
+            # as for photos: strokes reach the network thinned to points, and are propagated whole
+            predictions = colorizer.predict([hints_as_trained(tensor) for tensor in inputs])
             outputs = []
             for l_full, ab, frame_input, motion in zip(lightness_maps, predictions, inputs, motions):
                 # as for photos: saturation first, then each (given or carried) hint spread over its region

@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw, ImageOps
 from skimage.color import rgb2lab
 
 from colorgan import CheckpointError, Colorizer, ImageError
+from colorgan.hints import THINNED_SPACING, generator_input, hints_as_trained, points_to_hints
 from conftest import assert_one_line, skimage_lightness, val_photo_paths
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -254,13 +255,49 @@ def test_point_hints_scale_to_render_size(colorizer, generator_inputs):
 def test_painted_layer_hint_changes_the_colour_in_the_stroke(colorizer, photo, generator_inputs):
     layer = Image.new("RGBA", photo.size, (0, 0, 0, 0))
     ImageDraw.Draw(layer).rectangle([40, 30, 80, 70], fill=(0, 0, 255, 255))
-    plain = colorizer(photo)
-    hinted = colorizer(photo, hints=layer)
+    plain = colorizer(photo, propagate=False)
+    hinted = colorizer(photo, hints=layer, propagate=False)  # the network alone sees the whole stroke
     hint = generator_inputs[-1][0]
     assert hint[3, 30:71, 40:81].all() and hint[3].sum() == 41 * 41
     np.testing.assert_allclose(hint[1:3, 50, 60].numpy(), BLUE_AB, atol=1e-3)
     assert rgb_difference(plain, hinted)[30:71, 40:81].mean() > 0.5
     assert_same_lightness(photo, hinted)  # hints steer colour, never luminance
+    propagated = colorizer(photo, hints=layer)
+    assert rgb_difference(colorizer(photo), propagated)[30:71, 40:81].mean() > 0.5
+    assert_same_lightness(photo, propagated)
+
+
+def test_large_strokes_reach_the_network_thinned_to_points_and_small_hints_unchanged(colorizer, photo, generator_inputs):
+    # 41x41 px is 7% of the 201x117 render: as the network was trained, it gets a grid of 3x3 points
+    layer = Image.new("RGBA", photo.size, (0, 0, 0, 0))
+    ImageDraw.Draw(layer).rectangle([40, 30, 80, 70], fill=(0, 0, 255, 255))
+    colorizer(photo, hints=layer)
+    mask, hint_ab = generator_inputs[-1][0, 3], generator_inputs[-1][0, 1:3]
+    assert mask[30:71, 40:81].sum() == mask.sum()  # only on the stroke
+    cells = torch.nn.functional.max_pool2d(mask[None, None], THINNED_SPACING, ceil_mode=True)
+    assert cells.sum() == 6 * 6  # the 41x41 stroke touches 6x6 cells of the 8 px grid, each keeps a point...
+    assert 6 * 6 * 4 <= mask.sum() <= 6 * 6 * 9  # ...of 3x3 px (2x2 and more where the stroke's rim cuts it)
+    np.testing.assert_allclose(hint_ab[:, mask > 0].T.numpy(), np.broadcast_to(BLUE_AB, (int(mask.sum()), 2)), atol=1e-3)
+    assert (hint_ab[:, mask == 0] == 0).all()
+    # a stroke under 1% of the render (9x9 px: 0.3%) and point hints reach it as they are
+    small = Image.new("RGBA", photo.size, (0, 0, 0, 0))
+    ImageDraw.Draw(small).rectangle([40, 30, 48, 38], fill=(0, 0, 255, 255))
+    colorizer(photo, hints=small)
+    assert generator_inputs[-1][0, 3, 30:39, 40:49].all() and generator_inputs[-1][0, 3].sum() == 81
+    points = [(10 + 18 * i, 20 + 8 * i, (255, 0, 0)) for i in range(10)]
+    colorizer(photo, hints=points)
+    assert generator_inputs[-1][0, 3].sum() == 10 * 9
+
+
+def test_hints_as_trained_keeps_point_hints_whole_in_a_dense_grid():
+    # 36 points of 3x3 (3.5% of a 96x96 render) are thinned, but a cell of the 8 px grid keeps a whole point
+    hint_ab, mask = points_to_hints([(4 + 16 * (i % 6), 4 + 16 * (i // 6), (0, 0, 255)) for i in range(36)], (96, 96), (96, 96))
+    network_input = generator_input(torch.zeros(1, 1, 96, 96), hint_ab, mask)
+    assert hints_as_trained(network_input, max_share=0.04) is network_input  # under the share: the same tensor
+    assert torch.equal(hints_as_trained(network_input, max_share=0.01), network_input)  # one point a cell: all kept
+    crowded = generator_input(torch.zeros(1, 1, 96, 96), *points_to_hints([(4 + 4 * i, 4, (0, 0, 255)) for i in range(20)], (96, 96), (96, 96)))
+    thinned = hints_as_trained(crowded, max_share=0.001)
+    assert thinned[0, 3].sum() < crowded[0, 3].sum() and (thinned[0, 3] <= crowded[0, 3]).all()
 
 
 def test_propagate_step_is_guided_by_the_full_resolution_lightness(colorizer, photo):
@@ -273,7 +310,7 @@ def test_propagate_step_is_guided_by_the_full_resolution_lightness(colorizer, ph
     with torch.inference_mode():
         l_full = colorizer.full_resolution_lightness(image)
         inputs = colorizer.generator_input(image, l_full, layer, 64)
-        (ab,) = colorizer.predict([inputs])
+        (ab,) = colorizer.predict([hints_as_trained(inputs)])  # the stroke (20% of the render) thinned
         at_render_size = colorizer.propagate(ab, inputs)
         guided = colorizer.propagate(ab, inputs, l_full)
         assert at_render_size.shape[-2:] == (37, 64) and guided.shape[-2:] == (117, 201)

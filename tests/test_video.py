@@ -438,3 +438,30 @@ def test_eval_video_cli_scores_photo_pans_and_clips(tiny_model_dir, photos_dir, 
         assert all(np.isfinite(row[key]) for key in ("flicker_per_frame", "flicker_temporal", "psnr_temporal"))
     assert main(["eval-video", str(tmp_path / "missing.mp4"), "--model", str(tiny_model_dir)]) == 2
     assert_one_line(capsys.readouterr().err)
+
+
+def test_a_painted_stroke_reaches_the_network_as_for_a_photo(colorizer, photos):
+    # one path for photos and video: the stroke (a 30x10 band, 10% of the 64x48 frame) reaches the
+    # generator thinned by `hints_as_trained`, and is propagated whole
+    from PIL import ImageDraw
+
+    from colorgan.hints import hints_as_trained
+    from colorgan.imaging import decode
+
+    frame = pan(photos[0], 1)[0]
+    layer = Image.new("RGBA", (64, 48), (0, 0, 0, 0))
+    ImageDraw.Draw(layer).rectangle([10, 20, 39, 29], fill=(30, 160, 40, 255))
+    seen = []
+    handle = colorizer.generator.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+    try:
+        (hinted,) = FrameColorizer(colorizer, hints=layer, temporal=None)([frame])
+        (plain,) = FrameColorizer(colorizer, temporal=None)([frame])
+    finally:
+        handle.remove()
+    item = decode(Image.fromarray(frame))
+    with torch.inference_mode():
+        dense = colorizer.generator_input(item, colorizer.full_resolution_lightness(item), layer, colorizer.default_render_size)
+    assert torch.equal(seen[0], hints_as_trained(dense)) and 0 < seen[0][0, 3].sum() < dense[0, 3].sum()
+    stroke = hinted[20:30, 10:40].astype(int)  # the whole stroke takes its green, not just the points
+    assert (stroke[..., 1] > stroke[..., 0]).all() and (stroke[..., 1] > stroke[..., 2]).all()
+    assert not np.array_equal(hinted, plain)
