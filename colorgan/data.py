@@ -9,6 +9,7 @@ resumed run sees exactly the batches it would have seen.
 """
 from __future__ import annotations
 
+import glob
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -76,15 +77,68 @@ def open_stream(dataset: str, split: str = "train", image_column: str | None = N
     if dataset in PRESETS:
         dataset, image_column = PRESETS[dataset][0], image_column or PRESETS[dataset][1]
     folder = Path(dataset)
-    if folder.is_dir() and not any(folder.rglob("*.parquet")):
+    if folder.is_dir() and not parquet_files(dataset):
         files = _local_image_files(folder, split)
         return datasets.IterableDataset.from_generator(_read_files, gen_kwargs={"paths": files})
-    if folder.is_dir():
-        parquet_files = sorted(str(p) for p in folder.rglob("*.parquet"))
-        stream = datasets.load_dataset("parquet", data_files={split: parquet_files}, split=split, streaming=True)
+    stream, image_column = with_raw_images(load_table_stream(dataset, split), dataset, image_column)
+    stream = stream.select_columns([image_column])
+    return stream.rename_column(image_column, "image") if image_column != "image" else stream
+
+
+def parquet_files(source: str) -> list[str]:
+    """The local parquet files `source` names, sorted: a folder's (at any depth), one file, or a glob's.
+
+    Args:
+        source: a folder, a `.parquet` file or a glob pattern (`scans/*.parquet`); anything else
+            (a Hub dataset id, a folder of images) names none.
+    """
+    path = Path(source)
+    if path.is_dir():
+        return sorted(str(found) for found in path.rglob("*.parquet"))
+    if path.suffix == ".parquet" and path.is_file():
+        return [str(path)]
+    if glob.has_magic(source):
+        return sorted(found for found in glob.glob(source, recursive=True) if found.endswith(".parquet"))
+    return []
+
+
+def load_table_stream(dataset: str, split: str = "train", *, token: str | None = None):
+    """A Hub dataset or local parquet files, streamed with `datasets` and resharded by parquet row group.
+
+    One shard per row group leaves room for many processes and DataLoader workers, and a shard is a
+    fixed set of rows: the same on every read, whichever process reads it.
+
+    Args:
+        dataset: local parquet files (see `parquet_files`), else a Hub dataset id.
+        split: which split to read.
+        token: Hub token, for private datasets.
+
+    Raises:
+        FileNotFoundError: no such Hub dataset (datasets' `DatasetNotFoundError`), or no such split.
+    """
+    import datasets
+
+    files = parquet_files(dataset)
+    if files:
+        stream = datasets.load_dataset("parquet", data_files={split: files}, split=split, streaming=True)
     else:
-        stream = datasets.load_dataset(dataset, split=split, streaming=True)
-    stream = stream.reshard()  # one shard per parquet row group: room for many processes and workers
+        stream = datasets.load_dataset(dataset, split=split, streaming=True, token=token)
+    return stream.reshard()
+
+
+def with_raw_images(stream, dataset: str, image_column: str | None = None):
+    """`stream` with its image column left undecoded (raw bytes or paths), and that column's name.
+
+    Args:
+        stream: a `datasets.IterableDataset`.
+        dataset: what it was read from, named by errors.
+        image_column: the column holding images (default: the first column of type Image, else `image`).
+
+    Raises:
+        ValueError: the dataset has no such column.
+    """
+    import datasets
+
     features = stream.features or {}
     if image_column is None:
         image_columns = [name for name, feature in features.items() if isinstance(feature, datasets.Image)]
@@ -93,12 +147,17 @@ def open_stream(dataset: str, split: str = "train", image_column: str | None = N
         raise ValueError(f"{dataset} has no column {image_column!r} (columns: {', '.join(features)})")
     if isinstance(features.get(image_column), datasets.Image):
         stream = stream.cast_column(image_column, datasets.Image(decode=False))
-    stream = stream.select_columns([image_column])
-    return stream.rename_column(image_column, "image") if image_column != "image" else stream
+    return stream, image_column
 
 
-def _raw_bytes(value) -> bytes:
-    """An image cell (dict with bytes/path, raw bytes, or a path) -> encoded bytes."""
+def image_bytes(value) -> bytes:
+    """An image cell (dict with bytes/path, raw bytes, or a path) -> encoded bytes.
+
+    Raises:
+        ImageError: a cell of another type; OSError: a path that cannot be read.
+    """
+    if value is None:
+        raise ImageError("no image in this row")
     if isinstance(value, dict):
         if value.get("bytes"):
             return value["bytes"]
@@ -125,7 +184,7 @@ class ExamplePreparer:
 
     def __call__(self, example: dict) -> dict:
         try:
-            image = open_image(_raw_bytes(example["image"]), draft_size=(self.size, self.size))
+            image = open_image(image_bytes(example["image"]), draft_size=(self.size, self.size))
         except (ImageError, OSError):
             return self._skipped("undecodable")
         if min(image.size) < self.min_side:

@@ -6,6 +6,7 @@ generator's input is (B, 4, H, W) = L, hint a, hint b, mask, as in Zhang et al. 
 """
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from numbers import Real
@@ -58,6 +59,50 @@ def _check_colour(color) -> tuple[int, int, int]:
     if channels is None or len(channels) != 3 or not all(c is not None and 0 <= c <= 255 for c in channels):
         raise ValueError(f"hint colour {color!r:.60} is not three numbers (r, g, b) in 0..255")
     return tuple(round(channel) for channel in channels)  # type: ignore[return-value]
+
+
+def parse_hex_color(text: str) -> tuple[int, int, int]:
+    """`#RRGGBB` (or `RRGGBB`) -> (r, g, b).
+
+    Raises:
+        ValueError: not six hex digits; the message is one line.
+    """
+    digits = text.strip().removeprefix("#")
+    if len(digits) != 6 or any(digit not in "0123456789abcdefABCDEF" for digit in digits):
+        raise ValueError(f"colour {text!r:.30} is not #RRGGBB")
+    return tuple(int(digits[i : i + 2], 16) for i in (0, 2, 4))  # type: ignore[return-value]
+
+
+def points_from_records(cell) -> list[tuple]:
+    """Hint points as a dataset stores them -> `(x, y, color)` tuples for `parse_hint` to check.
+
+    A cell is None (no hints), a list of points, or that list as a JSON string. A point is
+    `[x, y, color]` or `{"x": .., "y": .., "color": ..}`; a colour is `[r, g, b]` or `"#RRGGBB"`.
+
+    Raises:
+        ValueError: not a list of points in one of those forms, or more than `HINT_POINTS` allows; one line.
+    """
+    if cell is None:
+        return []
+    if isinstance(cell, str):
+        try:
+            cell = json.loads(cell) if cell.strip() else []
+        except json.JSONDecodeError as error:
+            raise ValueError(f"hints {cell!r:.40} are not JSON ({error.msg})") from None
+    if not isinstance(cell, (list, tuple)):
+        raise ValueError(f"hints must be a list of points, got {type(cell).__name__}")
+    if len(cell) > HINT_POINTS.high:
+        raise ValueError(f"{len(cell)} hint points, more than the {HINT_POINTS.high:,} allowed")
+    points = []
+    for point in cell:
+        if isinstance(point, dict):
+            if not {"x", "y", "color"} <= point.keys():
+                raise ValueError(f"hint {point!r:.60} needs x, y and color")
+            point = (point["x"], point["y"], point["color"])
+        if isinstance(point, (list, tuple)) and len(point) == 3 and isinstance(point[2], str):
+            point = (point[0], point[1], parse_hex_color(point[2]))
+        points.append(tuple(point) if isinstance(point, list) else point)
+    return points
 
 
 def parse_hint(point: Hint | Sequence, image_size: tuple[int, int]) -> Hint:

@@ -5,16 +5,21 @@ The tests point `HF_ENDPOINT` at it, so `create_repo`, `upload_folder`, `hf_hub_
 Repos, branches and commits live in memory; every commit is a full snapshot of the repo's
 files, so any earlier commit stays addressable by its oid, as on the Hub.
 
-Endpoints (model repos only):
+Endpoints, for model repos and dataset repos (`{kind}` is `models` or `datasets`; a dataset's files
+are served under `/datasets/{repo}/resolve/...`, a model's under `/{repo}/resolve/...`):
 
     POST /api/repos/create                                 create a repo (409 with its url if it exists)
     POST /api/validate-yaml                                check a README's metadata block
-    POST /api/models/{repo}/preupload/{revision}           every file is uploaded "regular" (no LFS, no Xet)
-    POST /api/models/{repo}/commit/{revision}              NDJSON: header, file, deletedFile, deletedFolder
-    POST /api/models/{repo}/branch/{branch}                create a branch
-    GET  /api/models/{repo}[/revision/{revision}]          model info with siblings
-    GET  /api/models/{repo}/tree/{revision}[/{path}]       file listing
-    HEAD/GET /{repo}/resolve/{revision}/{path}             file download with ETag and X-Repo-Commit
+    POST /api/{kind}/{repo}/preupload/{revision}           every file is uploaded "regular" (no LFS, no Xet)
+    POST /api/{kind}/{repo}/commit/{revision}              NDJSON: header, file, deletedFile, deletedFolder
+    POST /api/{kind}/{repo}/branch/{branch}                create a branch
+    POST /api/{kind}/{repo}/paths-info/{revision}          what each of some paths is (file or folder)
+    GET  /api/{kind}/{repo}[/revision/{revision}]          repo info with siblings
+    GET  /api/{kind}/{repo}/tree/{revision}[/{path}]       file listing
+    HEAD/GET [/datasets]/{repo}/resolve/{revision}/{path}  file download with ETag and X-Repo-Commit
+
+Dataset repos are kept in `FakeHub.repos` under `datasets/{repo}` (model repos under their plain id);
+the seeding methods take `repo_type="dataset"` for them.
 
 Writes need `Authorization: Bearer <one of FakeHub.tokens>`; private repos also need it to be read.
 Errors carry the `X-Error-Code` header (RepoNotFound, RevisionNotFound, EntryNotFound) that the
@@ -50,10 +55,18 @@ class Commit:
     files: dict[str, bytes]  # the repo's full content at this commit
 
 
+def repo_key(repo_id: str, repo_type: str = "model") -> str:
+    """Where `FakeHub.repos` keeps a repo: a model under its id, a dataset under `datasets/{id}`."""
+    if repo_type not in ("model", "dataset"):
+        raise HubError(400, f"the fake Hub hosts model and dataset repos, not {repo_type} repos")
+    return repo_id if repo_type == "model" else f"datasets/{repo_id}"
+
+
 @dataclass
 class Repo:
-    repo_id: str
+    repo_id: str  # as the Hub names it ("user/name"), whatever its type
     private: bool
+    repo_type: str = "model"
     commits: dict[str, Commit] = field(default_factory=dict)
     branches: dict[str, str] = field(default_factory=dict)  # name -> commit oid
 
@@ -105,28 +118,31 @@ class FakeHub:
 
     # ---- state, also used directly by tests to seed repos ----
 
-    def create_repo(self, repo_id: str, private: bool = False) -> Repo:
+    def create_repo(self, repo_id: str, private: bool = False, repo_type: str = "model") -> Repo:
+        key = repo_key(repo_id, repo_type)
         with self._lock:
-            if repo_id in self.repos:
-                raise HubError(409, f"You already created this model repo: {repo_id}")
-            repo = self.repos[repo_id] = Repo(repo_id, private)
+            if key in self.repos:
+                raise HubError(409, f"You already created this {repo_type} repo: {repo_id}")
+            repo = self.repos[key] = Repo(repo_id, private, repo_type)
             self._commit(repo, "main", "initial commit", {".gitattributes": GITATTRIBUTES}, deletions=())
             return repo
 
-    def add_commit(self, repo_id: str, files: dict[str, bytes], message: str = "seed", branch: str = "main") -> str:
+    def add_commit(
+        self, repo_id: str, files: dict[str, bytes], message: str = "seed", branch: str = "main", repo_type: str = "model"
+    ) -> str:
         """Commit `files` to a repo (created if missing) without going through HTTP; returns the oid."""
-        if repo_id not in self.repos:
-            self.create_repo(repo_id)
+        if repo_key(repo_id, repo_type) not in self.repos:
+            self.create_repo(repo_id, repo_type=repo_type)
         with self._lock:
-            return self._commit(self.repos[repo_id], branch, message, files, deletions=())
+            return self._commit(self.repos[repo_key(repo_id, repo_type)], branch, message, files, deletions=())
 
-    def files(self, repo_id: str, revision: str = "main") -> dict[str, bytes]:
+    def files(self, repo_id: str, revision: str = "main", repo_type: str = "model") -> dict[str, bytes]:
         with self._lock:
-            return dict(self.repos[repo_id].resolve(revision).files)
+            return dict(self.repos[repo_key(repo_id, repo_type)].resolve(revision).files)
 
-    def head(self, repo_id: str, branch: str = "main") -> str:
+    def head(self, repo_id: str, branch: str = "main", repo_type: str = "model") -> str:
         with self._lock:
-            return self.repos[repo_id].branches[branch]
+            return self.repos[repo_key(repo_id, repo_type)].branches[branch]
 
     def _commit(self, repo: Repo, branch: str, message: str, additions: dict[str, bytes], deletions) -> str:
         parent = repo.branches.get(branch)
@@ -145,8 +161,8 @@ class FakeHub:
         repo.branches[branch] = oid
         return oid
 
-    def _repo(self, repo_id: str, authorized: bool) -> Repo:
-        repo = self.repos.get(repo_id)
+    def _repo(self, repo_id: str, authorized: bool, repo_type: str = "model") -> Repo:
+        repo = self.repos.get(repo_key(repo_id, repo_type))
         if repo is None:
             raise HubError(404, f"Repository not found: {repo_id}", "RepoNotFound")
         if repo.private and not authorized:
@@ -188,7 +204,8 @@ class _Handler(BaseHTTPRequestHandler):
                 headers["X-Repo-Commit"] = error.commit
             status, body = error.status, {"error": error.message}
             if error.status == 409 and segments[:3] == ["api", "repos", "create"]:
-                body["url"] = self._repo_url(self._json_body()["repo_id"])
+                payload = self._json_body()
+                body["url"] = self._repo_url(payload["repo_id"], payload.get("type") or "model")
         self._send(method, status, body, headers)
 
     def _send(self, method: str, status: int, body, headers: dict[str, str]) -> None:
@@ -231,8 +248,8 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorized():
             raise HubError(401, "Invalid credentials in Authorization header")
 
-    def _repo_url(self, repo_id: str) -> str:
-        return f"{self.hub.url}/{repo_id}"
+    def _repo_url(self, repo_id: str, repo_type: str = "model") -> str:
+        return f"{self.hub.url}/{'' if repo_type == 'model' else 'datasets/'}{repo_id}"
 
     def do_GET(self):
         self._route("GET")
@@ -251,17 +268,22 @@ class _Handler(BaseHTTPRequestHandler):
             return self._create_repo()
         if method == "POST" and segments == ["api", "validate-yaml"]:
             return self._validate_yaml()
-        if segments[:2] == ["api", "models"] and len(segments) >= 4:
+        if segments[:1] == ["api"] and segments[1:2] in (["models"], ["datasets"]) and len(segments) >= 4:
+            repo_type = segments[1].removesuffix("s")
             repo_id, rest = "/".join(segments[2:4]), segments[4:]
             with hub._lock:
-                repo = hub._repo(repo_id, self._authorized())
+                repo = hub._repo(repo_id, self._authorized(), repo_type)
             if method == "POST" and len(rest) == 2 and rest[0] in ("preupload", "commit", "branch"):
                 self._require_write()
                 return getattr(self, f"_{rest[0]}")(repo, rest[1])
+            if method == "POST" and len(rest) == 2 and rest[0] == "paths-info":
+                return self._paths_info(repo, rest[1])
             if method == "GET" and rest[:1] == ["tree"] and len(rest) >= 2:
                 return self._tree(repo, rest[1], "/".join(rest[2:]), query.get("recursive") in ("True", "true", "1"))
             if method == "GET" and (not rest or (rest[0] == "revision" and len(rest) == 2)):
-                return self._model_info(repo, rest[1] if rest else "main")
+                return self._repo_info(repo, rest[1] if rest else "main")
+        if method in ("GET", "HEAD") and segments[:1] == ["datasets"] and len(segments) >= 6 and segments[3] == "resolve":
+            return self._resolve(f"{segments[1]}/{segments[2]}", segments[4], "/".join(segments[5:]), "dataset")
         if method in ("GET", "HEAD") and len(segments) >= 5 and segments[2] == "resolve":
             return self._resolve(f"{segments[0]}/{segments[1]}", segments[3], "/".join(segments[4:]))
         raise HubError(404, f"no such endpoint: {method} {self.path}")
@@ -269,13 +291,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _create_repo(self):
         self._require_write()
         payload = self._json_body()
-        if payload.get("type", "model") != "model":
-            raise HubError(400, "the fake Hub only hosts model repos")
+        repo_type = payload.get("type") or "model"
         if "/" not in payload["repo_id"]:
             raise HubError(400, "repo ids need a namespace: user/name")
         private = payload.get("visibility") == "private" or payload.get("private") is True
-        self.hub.create_repo(payload["repo_id"], private=private)
-        return 200, {"url": self._repo_url(payload["repo_id"]), "name": payload["repo_id"]}, {}
+        self.hub.create_repo(payload["repo_id"], private=private, repo_type=repo_type)
+        url = self._repo_url(payload["repo_id"], repo_type)
+        return 200, {"url": url, "name": payload["repo_id"]}, {}
 
     def _validate_yaml(self):
         content = self._json_body().get("content", "")
@@ -325,7 +347,7 @@ class _Handler(BaseHTTPRequestHandler):
             if parent is not None and parent != repo.branches[branch]:
                 raise HubError(412, "A commit has happened since. Please refresh and try again.")
             oid = self.hub._commit(repo, branch, header["summary"], additions, deletions)
-        commit_url = f"{self._repo_url(repo.repo_id)}/commit/{oid}"
+        commit_url = f"{self._repo_url(repo.repo_id, repo.repo_type)}/commit/{oid}"
         return 200, {"commitUrl": commit_url, "commitOid": oid, "pullRequestUrl": None}, {}
 
     def _branch(self, repo: Repo, branch: str):
@@ -336,7 +358,7 @@ class _Handler(BaseHTTPRequestHandler):
             repo.branches[branch] = self.hub._commit_at(repo, starting_point).oid
         return 200, {}, {}
 
-    def _model_info(self, repo: Repo, revision: str):
+    def _repo_info(self, repo: Repo, revision: str):
         with self.hub._lock:
             commit = self.hub._commit_at(repo, revision)
         siblings = [{"rfilename": name} for name in sorted(commit.files)]
@@ -361,9 +383,22 @@ class _Handler(BaseHTTPRequestHandler):
             entries.append({"type": "directory", "path": path, "oid": hashlib.sha1(path.encode()).hexdigest()})
         return 200, entries, {}
 
-    def _resolve(self, repo_id: str, revision: str, path: str):
+    def _paths_info(self, repo: Repo, revision: str):
+        # the form-encoded body names the paths (`paths=a&paths=b`); folders are those some file is under
         with self.hub._lock:
-            repo = self.hub._repo(repo_id, self._authorized())
+            files = self.hub._commit_at(repo, revision).files
+        entries = []
+        for path in parse_qs(self._raw_body().decode()).get("paths", []):
+            path = path.strip("/")
+            if path in files:
+                entries.append({"type": "file", "path": path, "size": len(files[path]), "oid": git_blob_oid(files[path])})
+            elif any(name.startswith(path + "/") for name in files):
+                entries.append({"type": "directory", "path": path, "oid": hashlib.sha1(path.encode()).hexdigest()})
+        return 200, entries, {}
+
+    def _resolve(self, repo_id: str, revision: str, path: str, repo_type: str = "model"):
+        with self.hub._lock:
+            repo = self.hub._repo(repo_id, self._authorized(), repo_type)
             commit = self.hub._commit_at(repo, revision)
         if path not in commit.files:
             raise HubError(404, f"Entry not found: {path}", "EntryNotFound", commit=commit.oid)

@@ -2,6 +2,7 @@
 
     colorgan colorize IN... [-o OUTDIR] [--model ...]
     colorgan colorize-video IN [-o OUT.mp4]
+    colorgan colorize-dataset SRC DST [--push-to user/name]   (also under `accelerate launch -m colorgan`)
     colorgan eval --data PHOTOS [--model ...] [--hints 0 10]
     colorgan eval-video PHOTOS_OR_VIDEOS...
     colorgan push MODEL_DIR user/repo
@@ -19,10 +20,10 @@ import argparse
 import sys
 
 from ..limits import MAX_HINT_FLAGS
-from . import colorize, evaluate, publish
+from . import colorize, dataset, evaluate, publish
 from .options import CommandFailed
 
-COMMAND_GROUPS = (colorize, evaluate, publish)  # in the order `colorgan --help` lists them
+COMMAND_GROUPS = (colorize, dataset, evaluate, publish)  # in the order `colorgan --help` lists them
 
 
 def build_parser() -> argparse.ArgumentParser:

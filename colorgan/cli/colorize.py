@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING
 
 from ..errors import one_line
 from ..limits import HINT_POINTS, MAX_HINT_FLAGS, MAX_HINTS_FILE_BYTES
-from .options import CommandFailed, add_model_options, add_overwrite_option, add_render_options, load_colorizer
+from .options import (
+    CommandFailed,
+    add_model_options,
+    add_overwrite_option,
+    add_propagate_option,
+    add_render_options,
+    load_colorizer,
+)
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -35,12 +42,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         help=f"hint points from a file, one X,Y,#RRGGBB per line (an x,y,color header line may come first);"
         f" up to {HINT_POINTS.high:,} points",
     )
-    parser.add_argument(
-        "--no-propagate",
-        dest="propagate",
-        action="store_false",
-        help="leave hints to the network alone instead of spreading each over its region",
-    )
+    add_propagate_option(parser)
     add_overwrite_option(parser)
     parser.set_defaults(run=run_colorize)
 
@@ -110,13 +112,12 @@ def read_hints_file(path: str) -> list[tuple[float, float, tuple[int, int, int]]
 
 def parse_hint_point(text: str) -> tuple[float, float, tuple[int, int, int]]:
     """`X,Y,#RRGGBB` (pixel coordinates of the input image) -> a hint point `(x, y, (r, g, b))`."""
+    from ..hints import parse_hex_color
+
     try:
         x, y, color = text.split(",")
         x, y = float(x), float(y)
-        color = color.strip().removeprefix("#")
-        if len(color) != 6:
-            raise ValueError
-        rgb = tuple(int(color[i : i + 2], 16) for i in (0, 2, 4))
+        rgb = parse_hex_color(color)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not X,Y,#RRGGBB (e.g. 120,40,#5b8fd1)") from None
     if not (math.isfinite(x) and math.isfinite(y)):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .options import CommandFailed, positive_int
+from .options import CommandFailed, add_hub_write_options, hub_errors_as_command_failures, positive_int
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -18,8 +18,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("model_dir", help="model folder, as written by train_accelerate.py or save_pretrained")
     parser.add_argument("repo_id", help="Hub repo id: user/name or org/name")
-    parser.add_argument("--private", action="store_true", help="create the repo private")
-    parser.add_argument("--token", help="Hub token with write access (default: the logged-in one or HF_TOKEN)")
+    add_hub_write_options(parser)
     parser.add_argument("--message", default="Upload colorgan model", help="commit message")
     parser.add_argument("--revision", help="branch to push to, created if missing (default: main)")
     parser.add_argument(
@@ -58,11 +57,9 @@ def quantize_arguments(args: argparse.Namespace) -> dict:
 
 
 def run_push(args: argparse.Namespace) -> int:
-    from huggingface_hub.errors import HfHubHTTPError
-
     from ..hub import push_to_hub
 
-    try:
+    with hub_errors_as_command_failures():
         commit = push_to_hub(
             args.model_dir,
             args.repo_id,
@@ -73,13 +70,6 @@ def run_push(args: argparse.Namespace) -> int:
             onnx=args.onnx,
             **quantize_arguments(args),
         )
-    except (ValueError, OSError, HfHubHTTPError) as error:  # CheckpointError is a ValueError
-        raise CommandFailed(error) from None
-    except Exception as error:
-        # connection errors are the HTTP library's own: httpx's under huggingface_hub 1.x, httpx2's under 2.x
-        if not type(error).__module__.startswith("httpx"):
-            raise
-        raise CommandFailed(f"could not reach the Hub ({type(error).__name__}: {error})") from None
     print(f"pushed {args.model_dir} to {args.repo_id}", file=sys.stderr)
     print(commit)
     return 0
