@@ -101,7 +101,7 @@ def _row_pool(workers: int) -> ThreadPoolExecutor:
         return _ROW_POOLS[workers]
 
 
-def _bilinear_taps(in_size: int, out_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+def bilinear_taps(in_size: int, out_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
     """Source indices i0, i1 and weight of i1 per output position, as F.interpolate's bilinear (align_corners=False)."""
     scale = in_size / out_size
     source = ((torch.arange(out_size, device=device, dtype=torch.float32) + 0.5) * scale - 0.5).clamp_(min=0)
@@ -123,7 +123,7 @@ class RowUpsampler:
         if small.shape[-1] != width:
             size = (small.shape[-2], width)
             self.columns = F.interpolate(small[None], size=size, mode="bilinear", align_corners=False)[0]
-        self.top, self.bottom, self.weight = _bilinear_taps(small.shape[-2], height, small.device)
+        self.top, self.bottom, self.weight = bilinear_taps(small.shape[-2], height, small.device)
 
     def new_buffer(self, max_rows: int) -> torch.Tensor:
         """Scratch space for `rows` (one per thread)."""
