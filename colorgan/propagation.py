@@ -433,11 +433,14 @@ def propagate_hints(
         has_hints = hint_mask.flatten(1).amax(dim=1) > 0  # (B,)
         if not bool(has_hints.any()):
             return ab if guide.shape[-2:] == ab.shape[-2:] else _bilinear(ab, guide.shape[-2:])
-        seeds_ab, seeds, working = _hints_at_most(hint_ab, hint_mask, lightness, settings.max_side)
-        log_weights = None
-        if guide.shape[-2:] != working.shape[-2:]:
-            log_weights = edge_log_weights_from_guide(guide, working.shape[-2:], settings)
-            working = F.interpolate(guide, size=working.shape[-2:], mode="area")
+        size = _size_at_most(lightness.shape[-2:], settings.max_side)  # the working grid
+        seeds_ab, seeds = _hints_at(hint_ab, hint_mask, size)
+        working, log_weights = guide, None  # a guide no larger than the working grid is the grid
+        if guide.shape[-2:] != size:
+            # the guide at up to twice the working size, where paths are followed; the working L* from it
+            paths = _at_most(guide, 2 * max(size))
+            log_weights = edge_log_weights_from_guide(paths, size, settings)
+            working = F.interpolate(paths, size=size, mode="area")
         colour, reach = blend_and_reach(seeds_ab, seeds, working, settings, log_weights)
         # the colour at the prediction's size, exactly the hint's at hinted pixels
         colour = torch.lerp(_bilinear(colour, ab.shape[-2:]), hint_ab, hint_mask)
@@ -449,24 +452,25 @@ def _bilinear(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
+def _size_at_most(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    # (h, w) scaled down to a long side of at most `max_side` (never up)
+    height, width = size
+    scale = max_side / max(height, width)
+    if scale >= 1:
+        return height, width
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
 def _at_most(lightness: torch.Tensor, max_side: int) -> torch.Tensor:
-    height, width = lightness.shape[-2:]
-    scale = max_side / max(height, width)
-    if scale >= 1:
-        return lightness
-    size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    return F.interpolate(lightness, size=size, mode="area")
+    # (B, C, H, W) shrunk by area to a long side of at most `max_side`
+    size = _size_at_most(lightness.shape[-2:], max_side)
+    return lightness if size == lightness.shape[-2:] else F.interpolate(lightness, size=size, mode="area")
 
 
-def _hints_at_most(hint_ab: torch.Tensor, hint_mask: torch.Tensor, lightness: torch.Tensor, max_side: int):
-    # hints and L* shrunk (by area, in one call) to a long side of at most `max_side`: a cell holding
-    # any hint is a full seed, with the mean colour of the hint pixels in it
-    height, width = lightness.shape[-2:]
-    scale = max_side / max(height, width)
-    if scale >= 1:
-        return hint_ab, hint_mask, lightness
-    size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    weighted, share, small_lightness = F.interpolate(
-        torch.cat([hint_ab * hint_mask, hint_mask, lightness], dim=1), size=size, mode="area"
-    ).split([2, 1, 1], dim=1)
-    return weighted / share.clamp_min(1e-12), (share > 0).float(), small_lightness
+def _hints_at(hint_ab: torch.Tensor, hint_mask: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    # hints shrunk (by area, in one call) to `size`: a cell holding any hint is a full seed, with the
+    # mean colour of the hint pixels in it; (B, 2, h, w) colour and (B, 1, h, w) seeds
+    if size == hint_mask.shape[-2:]:
+        return hint_ab, hint_mask
+    weighted, share = F.interpolate(torch.cat([hint_ab * hint_mask, hint_mask], dim=1), size=size, mode="area").split([2, 1], dim=1)
+    return weighted / share.clamp_min(1e-12), (share > 0).float()
