@@ -65,7 +65,7 @@ def exact_colour(seeds_ab, seeds, along_rows, along_columns):
     """colour = N/D, (Lc + I) N = S h, (Lc + I) D = S; conductance a/(1-a)^2 of each neighbour weight a."""
     _, _, h, w = seeds.shape
     idx = np.arange(h * w).reshape(h, w)
-    a_r = along_rows[0, 0, :, 1:].double().numpy(); a_c = along_columns[0, 0].T[1:, :].double().numpy()
+    a_r = along_rows[0, 0, :, 1:].double().numpy(); a_c = along_columns[0, 0, 1:, :].double().numpy()
     c_r = a_r / (1 - a_r) ** 2; c_c = a_c / (1 - a_c) ** 2
     i = np.concatenate([idx[:, 1:].ravel(), idx[1:, :].ravel()]); j = np.concatenate([idx[:, :-1].ravel(), idx[:-1, :].ravel()])
     c = np.concatenate([c_r.ravel(), c_c.ravel()])
@@ -97,11 +97,11 @@ CANDIDATES = {
 
 
 def candidate(kind, L, hab, m, s):
-    rows, cols = P.edge_weights(L, s)
+    directions = [(P._directions(log_weights, dim), dim) for log_weights, dim in zip(P.edge_log_weights(L, s), (-1, -2))]
     sums = torch.cat([hab * m, m], 1)
     for e in CANDIDATES[kind]:
-        sums = P._both_ways(rows ** e, sums, None)[0]
-        sums = P._transposed(P._both_ways(cols ** e, P._transposed(sums), None)[0])
+        for log_directions, dim in directions:
+            sums = P._both_ways(log_directions * e, sums, sums.shape[1], dim)
     return sums[:, :2] / sums[:, 2:].clamp_min(1e-30)
 
 

@@ -101,7 +101,7 @@ def _row_pool(workers: int) -> ThreadPoolExecutor:
         return _ROW_POOLS[workers]
 
 
-def _bilinear_taps(in_size: int, out_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
+def bilinear_taps(in_size: int, out_size: int, device: torch.device) -> tuple[torch.Tensor, ...]:
     """Source indices i0, i1 and weight of i1 per output position, as F.interpolate's bilinear (align_corners=False)."""
     scale = in_size / out_size
     source = ((torch.arange(out_size, device=device, dtype=torch.float32) + 0.5) * scale - 0.5).clamp_(min=0)
@@ -118,12 +118,14 @@ class RowUpsampler:
     """
 
     def __init__(self, small: torch.Tensor, height: int, width: int):
-        # the columns at (C, h, W): interpolating to the same height is exact, and torch's kernel is fast
+        # the columns at (C, h, W), by torch's 1-D linear kernel over the C * h rows: the same weights as
+        # bilinear's along the width, at ~2.5x the speed of its 2-D kernel asked for the same height
         self.columns = small
         if small.shape[-1] != width:
-            size = (small.shape[-2], width)
-            self.columns = F.interpolate(small[None], size=size, mode="bilinear", align_corners=False)[0]
-        self.top, self.bottom, self.weight = _bilinear_taps(small.shape[-2], height, small.device)
+            channels, rows, _ = small.shape
+            rows_of_all = small.reshape(1, channels * rows, small.shape[-1])
+            self.columns = F.interpolate(rows_of_all, size=width, mode="linear", align_corners=False).view(channels, rows, width)
+        self.top, self.bottom, self.weight = bilinear_taps(small.shape[-2], height, small.device)
 
     def new_buffer(self, max_rows: int) -> torch.Tensor:
         """Scratch space for `rows` (one per thread)."""

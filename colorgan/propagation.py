@@ -16,8 +16,9 @@ Processing"). Two fields come out of the same edge costs:
 
 Edges are taken where they exist: given the photo's full-resolution L* (`guide`), the spreading runs
 on a grid of at most `max_side` whose edge weights are the cheapest paths through the guide
-(`edge_weights_from_guide`), and each output pixel keeps a cell's reach only as far as its own L*
-matches that cell's (`refine_reach`), so objects a few pixels wide stop a stroke.
+(`edge_log_weights_from_guide`), and each output pixel keeps a cell's reach only as far as its own L*
+matches that cell's (`GuideReach`, applied slice by slice in `finish_at_guide`), so objects a few
+pixels wide stop a stroke.
 
 Each 1D pass is a first-order recurrence along rows or columns, y[n] = w[n] y[n-1] + x[n] (and
 its max-product twin for the reach), solved as a parallel prefix scan in log2(length) vectorized
@@ -34,10 +35,13 @@ spreading corrections -2.2 dB.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from .fullres import RowUpsampler, bilinear_taps, in_row_slices, row_slices
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,7 @@ class PropagationSettings:
         max_side: the colour blend and the reach run at most at this long side (their cost grows
             faster than the pixel count once the scans' arrays leave the cache).
         guide_max_side: the result is taken back up to the photo's lightness at most at this long
-            side (`refine_reach`): a pixel keeps the reach of a working cell only as far as its own
+            side (`GuideReach`): a pixel keeps the reach of a working cell only as far as its own
             L* matches that cell's, so objects a few pixels wide stop a stroke even where the working
             size has blurred them away.
         guide_threshold: L* difference between a pixel and its working cell that is free in that
@@ -88,46 +92,67 @@ def edge_scan(edges: torch.Tensor, sums: torch.Tensor, best: torch.Tensor | None
         sums[n] = edges[n] * sums[n-1] + x[n]          (path-weighted sums, for the blend)
         best[n] = max(edges[n] * best[n-1], x[n])      (best path weight, for the reach)
 
-    A Hillis-Steele prefix scan: log2(N) steps, each composing every element's map with the one
-    `shift` places before it, so y[n] covers all of x[0..n]. Only multiplies weights in [0, 1]
-    and adds, so it is numerically safe.
+    A Hillis-Steele prefix scan (`_scan`): log2(N) steps, each composing every element's map with
+    the one `shift` places before it, so y[n] covers all of x[0..n]. Only multiplies weights in
+    [0, 1] and adds, so it is numerically safe. The inputs are left as they are.
 
     Args:
         edges: (..., 1, H, N) weight between elements n-1 and n at n, in [0, 1]; index 0 is ignored.
         sums: (..., C, H, N) the sequences to sum.
         best: (..., 1, H, N) the seeds of the reach, or None (then None comes back for it).
     """
-    edges, sums = edges.clone(), sums.clone()
-    best = best.clone() if best is not None else None
-    edges[..., 0] = 0.0
-    length, shift = sums.shape[-1], 1
+    channels = sums.shape[-3]
+    data = sums.clone() if best is None else torch.cat([sums, best], dim=-3)
+    data = _scan(edges.clone(), data, channels, dim=-1)
+    return data.narrow(-3, 0, channels), None if best is None else data.narrow(-3, channels, 1)
+
+
+def _scan(edges: torch.Tensor, data: torch.Tensor, summed: int, dim: int) -> torch.Tensor:
+    # `edge_scan`'s recurrences along `dim` of (..., K, H, W) `data`, whose first `summed` channels sum
+    # and the others keep the best; `edges` (..., 1, H, W) is overwritten, `data` may be. Two buffers
+    # take turns (each step reads one and writes the other), so no step allocates: the products are
+    # written straight into the other buffer, then the current values added (or maxed) in place.
+    length, shift = data.shape[dim], 1
+    edges.narrow(dim, 0, 1).zero_()
+    spare_data, spare_edges = torch.empty_like(data), torch.empty_like(edges)
     while shift < length:
-        weights = edges[..., shift:]
-        # products are taken before the in-place updates, so nothing reads an updated element
-        sums[..., shift:] += weights * sums[..., :-shift]
-        if best is not None:
-            torch.maximum(best[..., shift:], weights * best[..., :-shift], out=best[..., shift:])
-        edges[..., shift:] = weights * edges[..., :-shift]
+        kept = length - shift
+        weights = edges.narrow(dim, shift, kept)
+        out = spare_data.narrow(dim, shift, kept)
+        torch.mul(weights, data.narrow(dim, 0, kept), out=out)
+        current = data.narrow(dim, shift, kept)
+        out[..., :summed, :, :].add_(current[..., :summed, :, :])
+        if summed < data.shape[-3]:
+            torch.maximum(out[..., summed:, :, :], current[..., summed:, :, :], out=out[..., summed:, :, :])
+        spare_data.narrow(dim, 0, shift).copy_(data.narrow(dim, 0, shift))
+        data, spare_data = spare_data, data
+        if 2 * shift < length:  # the composed weights are needed by a next step only
+            torch.mul(weights, edges.narrow(dim, 0, kept), out=spare_edges.narrow(dim, shift, kept))
+            spare_edges.narrow(dim, 0, shift).zero_()  # the composed weight of a span that starts before 0
+            edges, spare_edges = spare_edges, edges
         shift *= 2
-    return sums, best
+    return data
 
 
-def _both_ways(edges: torch.Tensor, sums: torch.Tensor, best: torch.Tensor | None):
-    # (B, C, H, W) sums and (B, 1, H, W) reach (or None), spread along every row in both directions at
-    # once: the right-to-left scan runs on the flipped row, stacked with the left-to-right one
-    backward_edges = torch.cat([edges[..., 1:], torch.zeros_like(edges[..., :1])], -1).flip(-1)
-    both_sums, both_best = edge_scan(
-        torch.stack([edges, backward_edges]),
-        torch.stack([sums, sums.flip(-1)]),
-        None if best is None else torch.stack([best, best.flip(-1)]),
-    )
-    # each direction includes pixel n itself, so it is taken away once from the sum
-    sums = both_sums[0] + both_sums[1].flip(-1) - sums
-    return sums, None if best is None else torch.maximum(both_best[0], both_best[1].flip(-1))
+def _both_ways(log_weights: torch.Tensor, data: torch.Tensor, summed: int, dim: int) -> torch.Tensor:
+    # (B, K, H, W) data spread along `dim` in both directions at once: `log_weights` (2, B, 1, H, W)
+    # holds the forward weights' logs and the backward ones' flipped along `dim` (`_directions`), so
+    # the backward scan runs as a forward scan on the flipped data, stacked with the forward one
+    stacked = _scan(log_weights.exp(), torch.stack([data, data.flip(dim)]), summed, dim)  # dim < 0: the same in both
+    forward, backward = stacked[0], stacked[1].flip(dim)
+    # each direction includes pixel n itself, so it is taken away once from the sums
+    sums = forward[:, :summed].add_(backward[:, :summed]).sub_(data[:, :summed])
+    if summed == data.shape[1]:
+        return sums
+    return torch.cat([sums, torch.maximum(forward[:, summed:], backward[:, summed:])], dim=1)
 
 
-def _transposed(x: torch.Tensor | None) -> torch.Tensor | None:
-    return None if x is None else x.transpose(-1, -2).contiguous()
+def _directions(log_weights: torch.Tensor, dim: int) -> torch.Tensor:
+    # (B, 1, H, W) log weight between n-1 and n at n -> (2, B, 1, H, W): as is, and the weight between
+    # n and n+1 at n (0 past the end), flipped along `dim`, for `_both_ways`
+    length = log_weights.shape[dim]
+    backward = torch.cat([log_weights.narrow(dim, 1, length - 1), torch.zeros_like(log_weights.narrow(dim, 0, 1))], dim)
+    return torch.stack([log_weights, backward.flip(dim)])
 
 
 def smoothed_lightness(lightness: torch.Tensor, smoothing: int) -> torch.Tensor:
@@ -151,12 +176,29 @@ def _box_along(x: torch.Tensor, size: int, dim: int) -> torch.Tensor:
     return (running.narrow(dim, size, length) - running.narrow(dim, 0, length)) / size
 
 
-def edge_weights(lightness: torch.Tensor, settings: PropagationSettings) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weights between neighbours along rows (B, 1, H, W) and along columns (B, 1, W, H; transposed).
+def reach_between(log_reach: torch.Tensor, lightness: torch.Tensor, other: torch.Tensor, threshold: float, gain: float) -> torch.Tensor:
+    """The log reach of a pixel one step from a neighbour with log reach `log_reach`, in place.
 
-    At index n, the weight between pixels n-1 and n (index 0 unused): each pixel of flat ground
-    costs a factor exp(-sqrt(2) / reach) (reach in pixels), and a lightness step dL above the
-    noise threshold a factor exp(-sqrt(2) (dL - threshold) / range_sigma) more.
+    The step is free while the two L* are within `threshold` of each other, and costs `gain` per L*
+    above it: log_reach - gain * max(|lightness - other| - threshold, 0).
+
+    Args:
+        log_reach: the neighbour's log reach (overwritten with the result; any shape that broadcasts).
+        lightness: the pixel's L*.
+        other: the neighbour's L*.
+        threshold: the free L* difference.
+        gain: the log reach lost per L* above it.
+    """
+    # |softshrink(d, t)| = max(|d| - t, 0) in two passes instead of three
+    return log_reach.sub_(F.softshrink(lightness - other, threshold).abs_(), alpha=gain)
+
+
+def edge_log_weights(lightness: torch.Tensor, settings: PropagationSettings) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log weights between neighbours along rows and along columns, both (B, 1, H, W).
+
+    At index n along its dim, the log weight between pixels n-1 and n (index 0 unused): each pixel of
+    flat ground costs sqrt(2) / reach (reach in pixels), and a lightness step dL above the noise
+    threshold sqrt(2) (dL - threshold) / range_sigma more.
 
     Args:
         lightness: (B, 1, H, W) L* in [0, 100].
@@ -164,26 +206,36 @@ def edge_weights(lightness: torch.Tensor, settings: PropagationSettings) -> tupl
     """
     lightness = smoothed_lightness(lightness, settings.edge_smoothing)
     flat_cost = math.sqrt(2) / (settings.reach_sigma * max(lightness.shape[-2:]))
+    gain = math.sqrt(2) / settings.range_sigma
 
-    def weights(steps: torch.Tensor) -> torch.Tensor:
-        edge = (steps.abs() - settings.noise_threshold).clamp_min(0)
-        return torch.exp(-flat_cost - (math.sqrt(2) / settings.range_sigma) * edge)
+    def along(dim: int) -> torch.Tensor:
+        length = lightness.shape[dim]
+        after, before = lightness.narrow(dim, 1, length - 1), lightness.narrow(dim, 0, length - 1)
+        log_weights = reach_between(torch.full_like(after, -flat_cost), after, before, settings.noise_threshold, gain)
+        return torch.cat([torch.zeros_like(lightness.narrow(dim, 0, 1)), log_weights], dim)
 
-    along_rows = F.pad(weights(lightness[..., 1:] - lightness[..., :-1]), [1, 0])
-    along_columns = F.pad(weights(lightness[..., 1:, :] - lightness[..., :-1, :]), [0, 0, 1, 0])
-    return along_rows, along_columns.transpose(-1, -2).contiguous()
+    return along(-1), along(-2)
 
 
-def edge_weights_from_guide(
+def edge_weights(lightness: torch.Tensor, settings: PropagationSettings) -> tuple[torch.Tensor, torch.Tensor]:
+    """`edge_log_weights` as weights in [0, 1]: along rows and along columns, both (B, 1, H, W)."""
+    along_rows, along_columns = edge_log_weights(lightness, settings)
+    return along_rows.exp(), along_columns.exp()
+
+
+def edge_log_weights_from_guide(
     guide: torch.Tensor, size: tuple[int, int], settings: PropagationSettings
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`edge_weights` on a grid of `size` (h, w) taken from the larger L* `guide` (B, 1, H, W).
+    """`edge_log_weights` on a grid of `size` (h, w) taken from the larger L* `guide` (B, 1, H, W).
 
     Between two neighbouring cells, the weight is that of the best straight path between their
     centres at the guide's resolution, among the guide's rows (for neighbours along a row) or
     columns (along a column) that the cells span: the product of the guide's own edge weights
     along it. So a thin line that the small grid would blur away still stops a hint crossing it,
     while texture a path can go around does not. The flat cost is that of the small grid.
+
+    Returns:
+        The log weights along rows and along columns, both (B, 1, h, w).
     """
     height, width = size
     # paths are followed at no more than twice the small grid's size: a line a few pixels wide
@@ -195,20 +247,20 @@ def edge_weights_from_guide(
     gain = math.sqrt(2) / settings.range_sigma
 
     def along_last(lightness: torch.Tensor, cells: int, other_cells: int) -> torch.Tensor:
-        # (B, 1, A, N) -> (B, 1, other_cells, cells) weights between cells along the last dim
+        # (B, 1, A, N) -> (B, 1, other_cells, cells) log weights between cells along the last dim
         # the path's total variation: a step up and back down (a thin line) counts twice, a soft
         # edge spread over several pixels as its whole height, as the small grid would see it
-        cumulative = F.pad((lightness[..., 1:] - lightness[..., :-1]).abs().cumsum(-1), [1, 0])
+        cumulative = F.pad((lightness[..., 1:] - lightness[..., :-1]).abs_().cumsum(-1), [1, 0])
         length = lightness.shape[-1]
         centres = ((torch.arange(cells, device=guide.device) + 0.5) * (length / cells)).long().clamp_max(length - 1)
         at_centres = cumulative.index_select(-1, centres)
         between = F.pad(at_centres[..., 1:] - at_centres[..., :-1], [1, 0])  # (B, 1, A, cells)
-        smoothest = -F.adaptive_max_pool2d(-between, (other_cells, cells))
-        return torch.exp(-flat_cost - gain * (smoothest - settings.noise_threshold).clamp_min(0))
+        smoothest = F.adaptive_max_pool2d(between.neg_(), (other_cells, cells)).neg_()
+        return (smoothest - settings.noise_threshold).clamp_min_(0).mul_(-gain).sub_(flat_cost)
 
     along_rows = along_last(lightness, width, height)
-    along_columns = along_last(lightness.transpose(-1, -2), height, width)  # already (B, 1, W, H)
-    return along_rows, along_columns.contiguous()
+    along_columns = along_last(lightness.transpose(-1, -2), height, width)  # (B, 1, w, h)
+    return along_rows, along_columns.transpose(-1, -2).contiguous()
 
 
 def schedule_exponents(iterations: int) -> list[float]:
@@ -225,7 +277,7 @@ def blend_and_reach(
     seeds: torch.Tensor,
     lightness: torch.Tensor,
     settings: PropagationSettings = DEFAULT_SETTINGS,
-    weights: tuple[torch.Tensor, torch.Tensor] | None = None,
+    log_weights: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Spread seeded values over the photo along edge-aware paths.
 
@@ -234,8 +286,8 @@ def blend_and_reach(
         seeds: (B, 1, H, W) seed weights in [0, 1] (0 = no seed).
         lightness: (B, 1, H, W) L* in [0, 100], the guide.
         settings: edge sensitivity, reach, sweeps and iterations.
-        weights: the edge weights along rows and columns, if not `edge_weights(lightness)`
-            (`edge_weights_from_guide`).
+        log_weights: the log edge weights along rows and columns, both (B, 1, H, W), if not
+            `edge_log_weights(lightness)` (`edge_log_weights_from_guide`).
 
     Returns:
         The weighted mean of the seeds' values at every pixel, (B, C, H, W): a normalized
@@ -245,73 +297,108 @@ def blend_and_reach(
         (1 at a seed, exp(-sqrt(2)) after `reach_sigma` long sides of flat ground, and
         exp(-sqrt(2) (dL - threshold) / range_sigma) less for each edge of height dL on the way).
     """
-    along_rows, along_columns = weights if weights is not None else edge_weights(lightness, settings)
+    along_rows, along_columns = log_weights if log_weights is not None else edge_log_weights(lightness, settings)
+    # both directions' log weights, once: each iteration's weights are then one exp of a multiple
+    directions = [(_directions(along_rows, -1), -1), (_directions(along_columns, -2), -2)]
     seeds = seeds.float()
-    sums = torch.cat([values.float() * seeds, seeds], dim=1)  # a normalized convolution's numerator, denominator
-    reach = seeds
-    # the reach rides along the first `sweeps` iterations' scans (same weights), then stays
+    channels = values.shape[1] + 1
+    # (B, C + 2, H, W): a normalized convolution's numerator and denominator, then the reach, which
+    # rides along the first `sweeps` iterations' scans (same weights) and then stays
+    data = torch.cat([values.float() * seeds, seeds, seeds], dim=1)
     for iteration, exponent in enumerate(schedule_exponents(max(settings.iterations, settings.sweeps))):
-        rows, columns = (along_rows, along_columns) if exponent == 1 else (along_rows**exponent, along_columns**exponent)
-        best = reach if iteration < settings.sweeps else None
-        smooth = iteration < settings.iterations
-        sums_now = sums if smooth else sums[:, :0]
-        sums_now, best = _both_ways(rows, sums_now, best)
-        sums_now, best = _transposed(sums_now), _transposed(best)
-        sums_now, best = _both_ways(columns, sums_now, best)
-        sums_now, best = _transposed(sums_now), _transposed(best)
-        sums = sums_now if smooth else sums
-        reach = best if best is not None else reach
+        smooth, reach = iteration < settings.iterations, iteration < settings.sweeps
+        first, summed = (0 if smooth else channels), (channels if smooth else 0)
+        moving = data[:, first : channels + int(reach)]
+        for log_directions, dim in directions:
+            moving = _both_ways(log_directions * exponent if exponent != 1 else log_directions, moving, summed, dim)
+        data[:, first : channels + int(reach)] = moving
     # the weight sum adds up all the paths the reach takes the best of, so it underflows to 0 only
     # where the reach does; the mean there is 0, which a reach of 0 then ignores
-    total = sums[:, -1:]
-    return sums[:, :-1] / total.clamp_min(torch.finfo(torch.float32).tiny), reach
+    total = data[:, channels - 1 : channels]
+    return data[:, : channels - 1] / total.clamp_min(torch.finfo(torch.float32).tiny), data[:, channels:]
 
 
-def refine_reach(
-    reach: torch.Tensor, working_lightness: torch.Tensor, lightness: torch.Tensor, settings: PropagationSettings = DEFAULT_SETTINGS
-) -> torch.Tensor:
-    """The reach at the size of `lightness`, from a reach computed on a coarser (or blurred) grid.
+class GuideReach:
+    """The reach at the guide's size, from a reach computed on a coarser (or blurred) grid, by rows.
 
     A pixel is one more step from each of the four working cells around it (those a bilinear
     upsampling reads): the step is free while the pixel's L* is within `guide_threshold` of the
-    cell's, and costs as an edge above that. The pixel takes the best of the four. So a small
-    bright object that the working size blurred into its surroundings, reached there at full
-    strength, keeps almost none of it: none of its neighbouring cells is as bright as it is, or
+    cell's, and costs as an edge above that (`reach_between`). The pixel takes the best of the four.
+    So a small bright object that the working size blurred into its surroundings, reached there at
+    full strength, keeps almost none of it: none of its neighbouring cells is as bright as it is, or
     the one that is was itself hard to reach.
 
     Args:
         reach: (B, 1, h, w) reach at the working size.
         working_lightness: (B, 1, h, w) the L* the reach was computed on (smoothed as its edges were).
-        lightness: (B, 1, H, W) L* at the output size (H, W >= h, w).
+        size: (H, W) the guide's size (H, W >= h, w).
         settings: range_sigma and guide_threshold.
     """
-    height, width = lightness.shape[-2:]
-    # in the log domain: one exp at the end instead of one per tap
-    log_reach = reach.float().clamp_min(1e-30).log()
-    cells = torch.cat([log_reach, working_lightness.float()], dim=1)  # (B, 2, h, w)
-    gain = math.sqrt(2) / settings.range_sigma
-    lightness = lightness.float()[:, 0]
-    best, step = None, torch.empty_like(lightness)
-    rows, columns = _taps(cells.shape[-2], height, cells.device), _taps(cells.shape[-1], width, cells.device)
-    # columns are picked on the small grid (B, 2, W, h), transposed back to (B, 2, h, W); rows are then
-    # picked at full size along dim -2, whole rows at a time (picking along the last dim is ~5x slower)
-    transposed = cells.transpose(-1, -2)
-    for column_index in columns:
-        picked_columns = transposed.index_select(-2, column_index).transpose(-1, -2).contiguous()
-        for row_index in rows:
-            cell_log_reach, cell_lightness = picked_columns.index_select(-2, row_index).unbind(1)
-            # |softshrink(d, t)| = max(|d| - t, 0) in two passes instead of three
-            excess = F.softshrink(torch.sub(lightness, cell_lightness, out=step), settings.guide_threshold).abs_()
-            candidate = cell_log_reach.sub_(excess, alpha=gain)
-            best = candidate if best is None else torch.maximum(best, candidate, out=best)
-    return best.exp_()[:, None]
+
+    def __init__(self, reach: torch.Tensor, working_lightness: torch.Tensor, size: tuple[int, int], settings: PropagationSettings):
+        height, width = size
+        # in the log domain: one exp at the end instead of one per tap
+        cells = torch.cat([reach.float().clamp_min(1e-30).log(), working_lightness.float()], dim=1)  # (B, 2, h, w)
+        # both column taps picked once on the small grid (B, 2, w, h) and transposed back: (B, 2, h, W) each;
+        # rows are then picked whole, slice by slice (picking along the last dim at full size is ~5x slower)
+        transposed = cells.transpose(-1, -2)
+        self.columns = [
+            transposed.index_select(-2, index).transpose(-1, -2).contiguous()
+            for index in bilinear_taps(cells.shape[-1], width, cells.device)[:2]
+        ]
+        self.rows = bilinear_taps(cells.shape[-2], height, cells.device)[:2]
+        self.threshold, self.gain = settings.guide_threshold, math.sqrt(2) / settings.range_sigma
+
+    def log_reach(self, rows: slice, lightness: torch.Tensor) -> torch.Tensor:
+        """(B, R, W) log reach of the guide's `rows`, whose L* is `lightness` (B, R, W)."""
+        best = None
+        for picked in self.columns:
+            for row_index in self.rows:
+                cell_log_reach, cell_lightness = picked.index_select(-2, row_index[rows]).unbind(1)
+                candidate = reach_between(cell_log_reach, lightness, cell_lightness, self.threshold, self.gain)
+                best = candidate if best is None else torch.maximum(best, candidate, out=best)
+        return best
 
 
-def _taps(small: int, large: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    # the two source indices a bilinear upsampling (align_corners=False) reads for each output index
-    position = ((torch.arange(large, device=device, dtype=torch.float32) + 0.5) * (small / large) - 0.5).clamp_min(0)
-    low = position.floor().long().clamp_max(small - 1)
-    return low, (low + 1).clamp_max(small - 1)
+def finish_at_guide(
+    ab: torch.Tensor,
+    change: torch.Tensor,
+    hint_mask: torch.Tensor,
+    reach: GuideReach,
+    guide: torch.Tensor,
+) -> torch.Tensor:
+    """ab + change * max(reach, hint mask) at the guide's size, one slice of rows at a time.
+
+    The render-size maps are upsampled bilinearly (`fullres.RowUpsampler`) and the reach refined to
+    the guide (`GuideReach`) slice by slice, so each slice's ~10 passes run in the CPU's caches and
+    no full-size intermediate exists; on the cpu the slices are shared among torch's threads.
+
+    Args:
+        ab: (B, 2, h, w) the prediction, Lab units.
+        change: (B, 2, h, w) the propagated colour minus the prediction (0 for images without hints).
+        hint_mask: (B, 1, h, w) 1 at hinted pixels, which take their change whole.
+        reach: the reach, to be refined at the guide's size.
+        guide: (B, 1, H, W) L* at the output size.
+
+    Returns:
+        (B, 2, H, W) ab.
+    """
+    batch, (height, width) = ab.shape[0], guide.shape[-2:]
+    # (B * 5, h, w): one upsampler for all three maps of every image
+    upsampler = RowUpsampler(torch.cat([ab, change, hint_mask], dim=1).flatten(0, 1), height, width)
+    max_rows = next(row_slices(height, width)).stop
+    out = ab.new_empty(batch, 2, height, width)
+
+    def fill(share: Iterable[slice]) -> None:
+        buffer = upsampler.new_buffer(max_rows)
+        for rows in share:
+            log_reach = reach.log_reach(rows, guide[:, 0, rows])  # (B, R, W)
+            prediction, change, mask = upsampler.rows(rows, buffer).view(batch, 5, -1, width).split([2, 2, 1], dim=1)
+            weight = torch.maximum(log_reach.exp_()[:, None], mask, out=mask)
+            torch.addcmul(prediction, change, weight, out=out[:, :, rows])
+
+    in_row_slices(height, width, guide.device, fill)
+    return out
 
 
 def propagate_hints(
@@ -340,56 +427,50 @@ def propagate_hints(
     """
     with torch.autocast(ab.device.type, enabled=False):
         ab, hint_ab, hint_mask, lightness = ab.float(), hint_ab.float(), hint_mask.float(), lightness.float()
-        if guide is not None:
-            guide = _at_most(guide.float(), settings.guide_max_side)
-            if guide.shape[-2] < ab.shape[-2] or guide.shape[-1] < ab.shape[-1]:
-                guide = lightness  # never smaller than the prediction
-        else:
-            guide = lightness
-        size = guide.shape[-2:]
-        def up(x: torch.Tensor) -> torch.Tensor:
-            return x if x.shape[-2:] == size else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
-
+        guide = lightness if guide is None else _at_most(guide.float(), settings.guide_max_side)
+        if guide.shape[-2] < ab.shape[-2] or guide.shape[-1] < ab.shape[-1]:
+            guide = lightness  # never smaller than the prediction
         has_hints = hint_mask.flatten(1).amax(dim=1) > 0  # (B,)
         if not bool(has_hints.any()):
-            return up(ab)
-        seeds_ab, seeds, working = _hints_at_most(hint_ab, hint_mask, lightness, settings.max_side)
-        weights = None
-        if guide.shape[-2:] != working.shape[-2:]:
-            weights = edge_weights_from_guide(guide, working.shape[-2:], settings)
-            working = F.interpolate(guide, size=working.shape[-2:], mode="area")
-        colour, reach = blend_and_reach(seeds_ab, seeds, working, settings, weights)
-        reach = refine_reach(reach, working, guide, settings)
-        # the colour at the prediction's size, exactly the hint's at hinted pixels; then everything
-        # that is not the reach goes up to the guide's size in one interpolation
-        colour = F.interpolate(colour, size=ab.shape[-2:], mode="bilinear", align_corners=False)
-        colour = torch.lerp(colour, hint_ab, hint_mask)
-        small = torch.cat([ab, colour - ab, hint_mask], dim=1)
-        prediction, change, mask = up(small).split([2, 2, 1], dim=1)
-        propagated = torch.addcmul(prediction, change, torch.maximum(reach, mask, out=reach))
-        if bool(has_hints.all()):
-            return propagated
-        return torch.where(has_hints[:, None, None, None], propagated, prediction)
+            return ab if guide.shape[-2:] == ab.shape[-2:] else _bilinear(ab, guide.shape[-2:])
+        size = _size_at_most(lightness.shape[-2:], settings.max_side)  # the working grid
+        seeds_ab, seeds = _hints_at(hint_ab, hint_mask, size)
+        working, log_weights = guide, None  # a guide no larger than the working grid is the grid
+        if guide.shape[-2:] != size:
+            # the guide at up to twice the working size, where paths are followed; the working L* from it
+            paths = _at_most(guide, 2 * max(size))
+            log_weights = edge_log_weights_from_guide(paths, size, settings)
+            working = F.interpolate(paths, size=size, mode="area")
+        colour, reach = blend_and_reach(seeds_ab, seeds, working, settings, log_weights)
+        # the colour at the prediction's size, exactly the hint's at hinted pixels
+        colour = torch.lerp(_bilinear(colour, ab.shape[-2:]), hint_ab, hint_mask)
+        change = (colour - ab).mul_(has_hints[:, None, None, None])  # images without hints keep their prediction
+        return finish_at_guide(ab, change, hint_mask, GuideReach(reach, working, guide.shape[-2:], settings), guide)
+
+
+def _bilinear(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def _size_at_most(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    # (h, w) scaled down to a long side of at most `max_side` (never up)
+    height, width = size
+    scale = max_side / max(height, width)
+    if scale >= 1:
+        return height, width
+    return max(1, round(height * scale)), max(1, round(width * scale))
 
 
 def _at_most(lightness: torch.Tensor, max_side: int) -> torch.Tensor:
-    height, width = lightness.shape[-2:]
-    scale = max_side / max(height, width)
-    if scale >= 1:
-        return lightness
-    size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    return F.interpolate(lightness, size=size, mode="area")
+    # (B, C, H, W) shrunk by area to a long side of at most `max_side`
+    size = _size_at_most(lightness.shape[-2:], max_side)
+    return lightness if size == lightness.shape[-2:] else F.interpolate(lightness, size=size, mode="area")
 
 
-def _hints_at_most(hint_ab: torch.Tensor, hint_mask: torch.Tensor, lightness: torch.Tensor, max_side: int):
-    # hints and L* shrunk (by area) to a long side of at most `max_side`: a cell holding any hint is a
-    # full seed, with the mean colour of the hint pixels in it
-    height, width = lightness.shape[-2:]
-    scale = max_side / max(height, width)
-    if scale >= 1:
-        return hint_ab, hint_mask, lightness
-    size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    shrink = lambda x: F.interpolate(x, size=size, mode="area")  # noqa: E731
-    share = shrink(hint_mask)
-    colour = shrink(hint_ab * hint_mask) / share.clamp_min(1e-12)
-    return colour, (share > 0).float(), shrink(lightness)
+def _hints_at(hint_ab: torch.Tensor, hint_mask: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    # hints shrunk (by area, in one call) to `size`: a cell holding any hint is a full seed, with the
+    # mean colour of the hint pixels in it; (B, 2, h, w) colour and (B, 1, h, w) seeds
+    if size == hint_mask.shape[-2:]:
+        return hint_ab, hint_mask
+    weighted, share = F.interpolate(torch.cat([hint_ab * hint_mask, hint_mask], dim=1), size=size, mode="area").split([2, 1], dim=1)
+    return weighted / share.clamp_min(1e-12), (share > 0).float()
