@@ -138,7 +138,7 @@ def test_an_undecodable_file_is_an_error_row(whole_run):
     (broken,) = [row for row in read_rows(destination) if row["error"] is not None]
     assert broken["id"] == BROKEN and broken["image"] is None
     assert_one_line(broken["error"])
-    assert "not an image" in broken["error"]
+    assert "corrupt or truncated image" in broken["error"]
     assert "1 could not be colorized" in result.stderr
 
 
