@@ -58,7 +58,9 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
         available = {"cuda": torch.cuda.is_available, "mps": torch.backends.mps.is_available}
         if chosen.type in available and not available[chosen.type]():
             raise ValueError(f"device {device!r} is not available on this machine")
-        return chosen
+        # "cpu:0" (accelerate's device for a cpu process) is the one cpu, but tensor.to("cpu:0") copies
+        # a cpu tensor: a gray photo's stride-0 channels would then take the RGB path, with other rounding
+        return torch.device("cpu") if chosen.type == "cpu" else chosen
     if torch.cuda.is_available():
         return torch.device("cuda")
     if torch.backends.mps.is_available():

@@ -90,5 +90,6 @@ def modules_loaded_by(args: list[str]) -> set[str]:
 
 
 def test_help_imports_no_heavy_library():
-    for args in (["--help"], ["colorize", "--help"], ["colorize-video", "--help"], ["eval", "--help"]):
+    commands = ("colorize", "colorize-video", "colorize-dataset", "eval")
+    for args in (["--help"], *([command, "--help"] for command in commands)):
         assert modules_loaded_by(args) == set(), f"colorgan {' '.join(args)} imports {modules_loaded_by(args)}"

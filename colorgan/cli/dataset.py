@@ -117,6 +117,7 @@ def run_colorize_dataset(args: argparse.Namespace) -> int:
     threads = cpu_threads(state.num_processes) if device_type == "cpu" else None
     with state.main_process_first():  # the first process fills the ONNX export cache the others read
         colorizer = load_colorizer(args, threads=threads)
+    state.wait_for_everyone()  # all start colorizing together: the job's rate is its rows over the slowest's time
     batch_size = args.batch_size or (1 if device_type == "cpu" else GPU_BATCH_SIZE)
     with state.split_between_processes(todo) as mine:
         report = run_shards(archive, colorizer, source, args, settings, mine, batch_size, state)
