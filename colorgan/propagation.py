@@ -180,7 +180,12 @@ def _box_along(x: torch.Tensor, size: int, dim: int) -> torch.Tensor:
 
 
 def reach_between(
-    base: torch.Tensor, lightness: torch.Tensor, other: torch.Tensor, threshold: float, gain: float, scratch: torch.Tensor | None = None
+    base: torch.Tensor,
+    lightness: torch.Tensor,
+    other: torch.Tensor,
+    threshold: float,
+    gain: float,
+    scratch: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The log reach of a pixel one step on from a neighbour, in place in `base`.
 
@@ -344,7 +349,9 @@ class GuideReach:
         settings: range_sigma and guide_threshold.
     """
 
-    def __init__(self, reach: torch.Tensor, working_lightness: torch.Tensor, size: tuple[int, int], settings: PropagationSettings):
+    def __init__(
+        self, reach: torch.Tensor, working_lightness: torch.Tensor, size: tuple[int, int], settings: PropagationSettings
+    ):
         height, width = size
         self.threshold, self.gain = settings.guide_threshold, math.sqrt(2) / settings.range_sigma
         # in the log domain, with `reach_between`'s offset: one exp at the end instead of one per tap
@@ -352,7 +359,8 @@ class GuideReach:
         cells = torch.cat([log_reach, working_lightness.float()], dim=1)  # (B, 2, h, w)
         # both column taps picked once on the small grid: (B, 2, h, W) each; rows are then picked whole,
         # slice by slice (along the last dim, picking at full size is ~5x slower)
-        self.columns = [cells.index_select(-1, index) for index in bilinear_taps(cells.shape[-1], width, cells.device)[:2]]
+        column_taps = bilinear_taps(cells.shape[-1], width, cells.device)[:2]
+        self.columns = [cells.index_select(-1, index) for index in column_taps]
         self.rows = bilinear_taps(cells.shape[-2], height, cells.device)[:2]
 
     def scratch_size(self, max_rows: int) -> int:
@@ -506,10 +514,13 @@ def _at_most(lightness: torch.Tensor, max_side: int) -> torch.Tensor:
     return lightness if size == lightness.shape[-2:] else F.interpolate(lightness, size=size, mode="area")
 
 
-def _hints_at(hint_ab: torch.Tensor, hint_mask: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+def _hints_at(
+    hint_ab: torch.Tensor, hint_mask: torch.Tensor, size: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
     # hints shrunk (by area, in one call) to `size`: a cell holding any hint is a full seed, with the
     # mean colour of the hint pixels in it; (B, 2, h, w) colour and (B, 1, h, w) seeds
     if size == hint_mask.shape[-2:]:
         return hint_ab, hint_mask
-    weighted, share = F.interpolate(torch.cat([hint_ab * hint_mask, hint_mask], dim=1), size=size, mode="area").split([2, 1], dim=1)
+    shrunk = F.interpolate(torch.cat([hint_ab * hint_mask, hint_mask], dim=1), size=size, mode="area")
+    weighted, share = shrunk.split([2, 1], dim=1)
     return weighted / share.clamp_min(1e-12), (share > 0).float()
