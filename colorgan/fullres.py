@@ -28,15 +28,15 @@ T = TypeVar("T")
 _THREAD_LOCAL_TORCH_THREADS = "parallel backend: OpenMP" in torch.__config__.parallel_info()
 
 
-def row_slices(height: int, width: int, pixels: int = CHUNK_PIXELS) -> Iterator[slice]:
-    """The slices of rows, of about `pixels` pixels each, that cover an image of this size."""
-    rows = max(1, pixels // width)
+def row_slices(height: int, width: int, pixels: int | None = None) -> Iterator[slice]:
+    """The slices of rows, of about `pixels` pixels each (None: CHUNK_PIXELS), that cover an image of this size."""
+    rows = max(1, (pixels or CHUNK_PIXELS) // width)
     for top in range(0, height, rows):
         yield slice(top, min(top + rows, height))
 
 
 def in_row_slices(
-    height: int, width: int, device: torch.device, work: Callable[[Iterable[slice]], T], pixels: int = CHUNK_PIXELS
+    height: int, width: int, device: torch.device, work: Callable[[Iterable[slice]], T], pixels: int | None = None
 ) -> list[T]:
     """Run `work` over the row slices of an image: on the cpu, on one thread per torch thread.
 
