@@ -2,6 +2,8 @@
 
     python benchmarks/bench_hints.py [--model PATH_OR_REPO] [--sizes 224 512] [--runs 9] [--threads 1]
     python benchmarks/bench_hints.py --exact   # colour blends against an exact scipy.sparse solve
+    git show 0ca7902:colorgan/propagation.py > /tmp/before.py
+    python benchmarks/bench_hints.py --against /tmp/before.py   # also that version's guided path, same rounds
 
 For each render size, in one run, interleaved so that machine noise hits both alike: the median
 time of the generator's forward on a (1, 4, s, s) input, and of `propagate_hints` on a real photo's
@@ -14,7 +16,9 @@ includes the hint rasterisation.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -118,6 +122,16 @@ def exact_comparison(scenes: int = 4) -> None:
         print(f"  {kind:<40} " + " ".join(f"{e:6.2f}" for e in errors) + f"   mean {statistics.mean(errors):.2f}")
 
 
+def load_propagation(path: str):
+    """A propagation module from a file (an earlier version of colorgan/propagation.py), inside the
+    colorgan package so that its relative imports resolve."""
+    spec = importlib.util.spec_from_file_location("colorgan._propagation_against", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
 def median_ms(function, runs: int) -> float:
     times = []
     for _ in range(runs):
@@ -134,6 +148,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=9, help="timed runs per case (median reported)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: robust on shared CPUs)")
     parser.add_argument("--exact", action="store_true", help="only compare the colour blends with an exact sparse solve")
+    parser.add_argument("--against", metavar="FILE", help="another version of colorgan/propagation.py: its guided path too")
     args = parser.parse_args()
     if args.exact:
         exact_comparison()
@@ -142,9 +157,11 @@ def main() -> None:
     colorizer = Colorizer.from_pretrained(args.model, device="cpu")
     generator = colorizer.generator
     print(f"threads {torch.get_num_threads()}, model {args.model or 'bundled starter'}, {args.runs} runs each")
+    against = load_propagation(args.against).propagate_hints if args.against else None
     print(
         f"{'size':>5} {'forward ms':>11} {'10 points ms':>13} {'ratio':>6} {'stroke ms':>10} {'ratio':>6}"
-        f" {'guided ms':>10} {'ratio':>6}  target <= {TARGET_RATIO:.2f}"
+        f" {'guided ms':>10} {'ratio':>6}" + (f" {'against ms':>11} {'ratio':>6}" if against else "")
+        + f"  target <= {TARGET_RATIO:.2f}"
     )
     with torch.inference_mode():
         for size in args.sizes:
@@ -154,14 +171,20 @@ def main() -> None:
             points, stroke = hint_maps(size, stroke=False), hint_maps(size, stroke=True)
             guide = real_lightness(min(5 * size // 2, DEFAULT_SETTINGS.guide_max_side))
             generator(inputs), propagate_hints(ab, l_star, *points), propagate_hints(ab, l_star, *stroke, guide=guide)
-            forward, with_points, with_stroke, guided = [], [], [], []
+            forward, with_points, with_stroke, guided, guided_against = [], [], [], [], []
             for _ in range(args.runs):  # interleaved, so load changes hit every case alike
                 forward.append(median_ms(lambda: generator(inputs), 1))
                 with_points.append(median_ms(lambda: propagate_hints(ab, l_star, *points), 1))
                 with_stroke.append(median_ms(lambda: propagate_hints(ab, l_star, *stroke), 1))
                 guided.append(median_ms(lambda: propagate_hints(ab, l_star, *stroke, guide=guide), 1))
+                if against:
+                    guided_against.append(median_ms(lambda: against(ab, l_star, *stroke, guide=guide), 1))
             f, p, s, g = (statistics.median(times) for times in (forward, with_points, with_stroke, guided))
-            print(f"{size:>5} {f:>11.1f} {p:>13.1f} {p / f:>6.2f} {s:>10.1f} {s / f:>6.2f} {g:>10.1f} {g / f:>6.2f}")
+            line = f"{size:>5} {f:>11.1f} {p:>13.1f} {p / f:>6.2f} {s:>10.1f} {s / f:>6.2f} {g:>10.1f} {g / f:>6.2f}"
+            if against:
+                a = statistics.median(guided_against)
+                line += f" {a:>11.1f} {a / f:>6.2f}"
+            print(line)
         photos = sorted(PHOTOS.glob("*.jpg"))
         if photos:
             photo = Image.open(photos[0]).convert("L")

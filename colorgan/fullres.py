@@ -28,15 +28,15 @@ T = TypeVar("T")
 _THREAD_LOCAL_TORCH_THREADS = "parallel backend: OpenMP" in torch.__config__.parallel_info()
 
 
-def row_slices(height: int, width: int) -> Iterator[slice]:
-    """The slices of rows, of about CHUNK_PIXELS pixels each, that cover an image of this size."""
-    rows = max(1, CHUNK_PIXELS // width)
+def row_slices(height: int, width: int, pixels: int | None = None) -> Iterator[slice]:
+    """The slices of rows, of about `pixels` pixels each (None: CHUNK_PIXELS), that cover an image of this size."""
+    rows = max(1, (pixels or CHUNK_PIXELS) // width)
     for top in range(0, height, rows):
         yield slice(top, min(top + rows, height))
 
 
 def in_row_slices(
-    height: int, width: int, device: torch.device, work: Callable[[Iterable[slice]], T]
+    height: int, width: int, device: torch.device, work: Callable[[Iterable[slice]], T], pixels: int | None = None
 ) -> list[T]:
     """Run `work` over the row slices of an image: on the cpu, on one thread per torch thread.
 
@@ -48,7 +48,7 @@ def in_row_slices(
     core still held by the OpenMP worker that spins after the forward, for ~5 ms) then does less
     instead of holding everything up.
     """
-    chunks = list(row_slices(height, width))
+    chunks = list(row_slices(height, width, pixels))
     workers = 1
     if device.type == "cpu" and _THREAD_LOCAL_TORCH_THREADS:
         workers = min(torch.get_num_threads(), len(chunks))

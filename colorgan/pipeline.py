@@ -259,11 +259,12 @@ class Colorizer:
     def model_input(
         self, image: ImageInput, *, hints: HintInput = None, render_size: int | None = None
     ) -> torch.Tensor:
-        """The generator's (1, 4, h, w) input for one image, as `__call__` builds it (e.g. to calibrate int8)."""
+        """The generator's (1, 4, h, w) input for one image, as `__call__` feeds it (e.g. to calibrate int8):
+        with hints propagated, so a broad stroke as points (`hints_as_trained`)."""
         item = decode(open_image(image))
         render_size = self.default_render_size if render_size is None else render_size
         with torch.inference_mode():
-            return self.generator_input(item, self.full_resolution_lightness(item), hints, render_size)
+            return hints_as_trained(self.generator_input(item, self.full_resolution_lightness(item), hints, render_size))
 
     # ----------------------------------------------------------------------------- the steps
     def full_resolution_lightness(self, image: DecodedImage) -> torch.Tensor:

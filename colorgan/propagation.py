@@ -35,6 +35,7 @@ spreading corrections -2.2 dB.
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -84,6 +85,8 @@ class PropagationSettings:
 
 
 DEFAULT_SETTINGS = PropagationSettings()
+# `finish_at_guide` works in slices of this many pixels
+FINISH_PIXELS = 1 << 16
 
 
 def edge_scan(edges: torch.Tensor, sums: torch.Tensor, best: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -176,21 +179,31 @@ def _box_along(x: torch.Tensor, size: int, dim: int) -> torch.Tensor:
     return (running.narrow(dim, size, length) - running.narrow(dim, 0, length)) / size
 
 
-def reach_between(log_reach: torch.Tensor, lightness: torch.Tensor, other: torch.Tensor, threshold: float, gain: float) -> torch.Tensor:
-    """The log reach of a pixel one step from a neighbour with log reach `log_reach`, in place.
+def reach_between(
+    base: torch.Tensor,
+    lightness: torch.Tensor,
+    other: torch.Tensor,
+    threshold: float,
+    gain: float,
+    scratch: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The log reach of a pixel one step on from a neighbour, in place in `base`.
 
     The step is free while the two L* are within `threshold` of each other, and costs `gain` per L*
-    above it: log_reach - gain * max(|lightness - other| - threshold, 0).
+    above it. With the neighbour's log reach r passed as base = r + gain * threshold, the result
+    base - gain * max(|lightness - other|, threshold) = r - gain * max(|lightness - other| - threshold, 0)
+    takes four passes and allocates nothing (callers add the offset once, on a smaller grid).
 
     Args:
-        log_reach: the neighbour's log reach (overwritten with the result; any shape that broadcasts).
+        base: the neighbour's log reach plus gain * threshold; overwritten with the result.
         lightness: the pixel's L*.
-        other: the neighbour's L*.
+        other: the neighbour's L* (the same shape as `lightness`).
         threshold: the free L* difference.
         gain: the log reach lost per L* above it.
+        scratch: where to put |lightness - other| (that shape), or None for a new tensor.
     """
-    # |softshrink(d, t)| = max(|d| - t, 0) in two passes instead of three
-    return log_reach.sub_(F.softshrink(lightness - other, threshold).abs_(), alpha=gain)
+    step = torch.sub(lightness, other, out=scratch) if scratch is not None else lightness - other
+    return base.sub_(step.abs_().clamp_min_(threshold), alpha=gain)
 
 
 def edge_log_weights(lightness: torch.Tensor, settings: PropagationSettings) -> tuple[torch.Tensor, torch.Tensor]:
@@ -211,7 +224,8 @@ def edge_log_weights(lightness: torch.Tensor, settings: PropagationSettings) -> 
     def along(dim: int) -> torch.Tensor:
         length = lightness.shape[dim]
         after, before = lightness.narrow(dim, 1, length - 1), lightness.narrow(dim, 0, length - 1)
-        log_weights = reach_between(torch.full_like(after, -flat_cost), after, before, settings.noise_threshold, gain)
+        base = torch.full_like(after, gain * settings.noise_threshold - flat_cost)  # -flat_cost, offset
+        log_weights = reach_between(base, after, before, settings.noise_threshold, gain)
         return torch.cat([torch.zeros_like(lightness.narrow(dim, 0, 1)), log_weights], dim)
 
     return along(-1), along(-2)
@@ -335,28 +349,39 @@ class GuideReach:
         settings: range_sigma and guide_threshold.
     """
 
-    def __init__(self, reach: torch.Tensor, working_lightness: torch.Tensor, size: tuple[int, int], settings: PropagationSettings):
+    def __init__(
+        self, reach: torch.Tensor, working_lightness: torch.Tensor, size: tuple[int, int], settings: PropagationSettings
+    ):
         height, width = size
-        # in the log domain: one exp at the end instead of one per tap
-        cells = torch.cat([reach.float().clamp_min(1e-30).log(), working_lightness.float()], dim=1)  # (B, 2, h, w)
-        # both column taps picked once on the small grid (B, 2, w, h) and transposed back: (B, 2, h, W) each;
-        # rows are then picked whole, slice by slice (picking along the last dim at full size is ~5x slower)
-        transposed = cells.transpose(-1, -2)
-        self.columns = [
-            transposed.index_select(-2, index).transpose(-1, -2).contiguous()
-            for index in bilinear_taps(cells.shape[-1], width, cells.device)[:2]
-        ]
-        self.rows = bilinear_taps(cells.shape[-2], height, cells.device)[:2]
         self.threshold, self.gain = settings.guide_threshold, math.sqrt(2) / settings.range_sigma
+        # in the log domain, with `reach_between`'s offset: one exp at the end instead of one per tap
+        log_reach = reach.float().clamp_min(1e-30).log_().add_(self.gain * self.threshold)
+        cells = torch.cat([log_reach, working_lightness.float()], dim=1)  # (B, 2, h, w)
+        # both column taps picked once on the small grid: (B, 2, h, W) each; rows are then picked whole,
+        # slice by slice (along the last dim, picking at full size is ~5x slower)
+        column_taps = bilinear_taps(cells.shape[-1], width, cells.device)[:2]
+        self.columns = [cells.index_select(-1, index) for index in column_taps]
+        self.rows = bilinear_taps(cells.shape[-2], height, cells.device)[:2]
 
-    def log_reach(self, rows: slice, lightness: torch.Tensor) -> torch.Tensor:
-        """(B, R, W) log reach of the guide's `rows`, whose L* is `lightness` (B, R, W)."""
-        best = None
-        for picked in self.columns:
+    def scratch_size(self, max_rows: int) -> int:
+        """The elements of scratch space `log_reach` needs for up to `max_rows` rows (one per thread)."""
+        batch, _, _, width = self.columns[0].shape
+        return 4 * batch * max_rows * width
+
+    def log_reach(self, rows: slice, lightness: torch.Tensor, scratch: torch.Tensor) -> torch.Tensor:
+        """(B, R, W) log reach of the guide's `rows`, whose L* is `lightness` (B, R, W), in `scratch`."""
+        batch, _, _, width = self.columns[0].shape
+        plane = batch * (rows.stop - rows.start) * width
+        picked = scratch[: 2 * plane].view(batch, 2, -1, width)
+        step, best = (scratch[start : start + plane].view_as(lightness) for start in (2 * plane, 3 * plane))
+        first = True
+        for columns in self.columns:
             for row_index in self.rows:
-                cell_log_reach, cell_lightness = picked.index_select(-2, row_index[rows]).unbind(1)
-                candidate = reach_between(cell_log_reach, lightness, cell_lightness, self.threshold, self.gain)
-                best = candidate if best is None else torch.maximum(best, candidate, out=best)
+                torch.index_select(columns, -2, row_index[rows], out=picked)
+                cell_log_reach, cell_lightness = picked.unbind(1)
+                candidate = reach_between(cell_log_reach, lightness, cell_lightness, self.threshold, self.gain, step)
+                torch.maximum(best, candidate, out=best) if not first else best.copy_(candidate)
+                first = False
         return best
 
 
@@ -370,8 +395,9 @@ def finish_at_guide(
     """ab + change * max(reach, hint mask) at the guide's size, one slice of rows at a time.
 
     The render-size maps are upsampled bilinearly (`fullres.RowUpsampler`) and the reach refined to
-    the guide (`GuideReach`) slice by slice, so each slice's ~10 passes run in the CPU's caches and
-    no full-size intermediate exists; on the cpu the slices are shared among torch's threads.
+    the guide (`GuideReach`) slice by slice, in buffers reused from slice to slice: no full-size
+    intermediate exists, and no slice allocates (fresh buffers of this size cost their page faults
+    each time, ~40% of this step). On the cpu the slices are shared among torch's threads.
 
     Args:
         ab: (B, 2, h, w) the prediction, Lab units.
@@ -386,19 +412,41 @@ def finish_at_guide(
     batch, (height, width) = ab.shape[0], guide.shape[-2:]
     # (B * 5, h, w): one upsampler for all three maps of every image
     upsampler = RowUpsampler(torch.cat([ab, change, hint_mask], dim=1).flatten(0, 1), height, width)
-    max_rows = next(row_slices(height, width)).stop
+    max_rows = next(row_slices(height, width, FINISH_PIXELS)).stop
     out = ab.new_empty(batch, 2, height, width)
 
     def fill(share: Iterable[slice]) -> None:
-        buffer = upsampler.new_buffer(max_rows)
+        buffer_size = 2 * 5 * batch * max_rows * width  # `RowUpsampler.new_buffer`'s
+        scratch = _workspace(buffer_size + reach.scratch_size(max_rows), guide.device)
+        buffer = scratch[:buffer_size].view(2, -1)
+        scratch = scratch[buffer_size:]
         for rows in share:
-            log_reach = reach.log_reach(rows, guide[:, 0, rows])  # (B, R, W)
+            log_reach = reach.log_reach(rows, guide[:, 0, rows], scratch)  # (B, R, W)
             prediction, change, mask = upsampler.rows(rows, buffer).view(batch, 5, -1, width).split([2, 2, 1], dim=1)
             weight = torch.maximum(log_reach.exp_()[:, None], mask, out=mask)
             torch.addcmul(prediction, change, weight, out=out[:, :, rows])
 
-    in_row_slices(height, width, guide.device, fill)
+    in_row_slices(height, width, guide.device, fill, FINISH_PIXELS)
     return out
+
+
+_WORKSPACES = threading.local()
+
+
+def _workspace(size: int, device: torch.device) -> torch.Tensor:
+    """A flat float32 scratch tensor of `size` elements, kept per thread and device for later calls.
+
+    Fresh buffers of a few MB come from the system anew on each call and cost their page faults
+    each time (measured: 1,400 faults and ~30% of `finish_at_guide` at render 224 with a 560 px
+    guide); a kept one does not. It holds as much as the largest call needed (~4 MB an image).
+    """
+    held = getattr(_WORKSPACES, "tensors", None)
+    if held is None:
+        held = _WORKSPACES.tensors = {}
+    tensor = held.get(device)
+    if tensor is None or tensor.numel() < size:
+        tensor = held[device] = torch.empty(size, device=device)
+    return tensor[:size]
 
 
 def propagate_hints(
@@ -437,10 +485,9 @@ def propagate_hints(
         seeds_ab, seeds = _hints_at(hint_ab, hint_mask, size)
         working, log_weights = guide, None  # a guide no larger than the working grid is the grid
         if guide.shape[-2:] != size:
-            # the guide at up to twice the working size, where paths are followed; the working L* from it
-            paths = _at_most(guide, 2 * max(size))
-            log_weights = edge_log_weights_from_guide(paths, size, settings)
-            working = F.interpolate(paths, size=size, mode="area")
+            log_weights = edge_log_weights_from_guide(guide, size, settings)
+            # from the guide itself: from the paths' 2x grid, area's overlapping windows would blur it more
+            working = F.interpolate(guide, size=size, mode="area")
         colour, reach = blend_and_reach(seeds_ab, seeds, working, settings, log_weights)
         # the colour at the prediction's size, exactly the hint's at hinted pixels
         colour = torch.lerp(_bilinear(colour, ab.shape[-2:]), hint_ab, hint_mask)
@@ -467,10 +514,13 @@ def _at_most(lightness: torch.Tensor, max_side: int) -> torch.Tensor:
     return lightness if size == lightness.shape[-2:] else F.interpolate(lightness, size=size, mode="area")
 
 
-def _hints_at(hint_ab: torch.Tensor, hint_mask: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+def _hints_at(
+    hint_ab: torch.Tensor, hint_mask: torch.Tensor, size: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
     # hints shrunk (by area, in one call) to `size`: a cell holding any hint is a full seed, with the
     # mean colour of the hint pixels in it; (B, 2, h, w) colour and (B, 1, h, w) seeds
     if size == hint_mask.shape[-2:]:
         return hint_ab, hint_mask
-    weighted, share = F.interpolate(torch.cat([hint_ab * hint_mask, hint_mask], dim=1), size=size, mode="area").split([2, 1], dim=1)
+    shrunk = F.interpolate(torch.cat([hint_ab * hint_mask, hint_mask], dim=1), size=size, mode="area")
+    weighted, share = shrunk.split([2, 1], dim=1)
     return weighted / share.clamp_min(1e-12), (share > 0).float()

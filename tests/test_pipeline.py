@@ -291,11 +291,13 @@ def test_large_strokes_reach_the_network_thinned_to_points_and_small_hints_uncha
 
 def test_hints_as_trained_keeps_point_hints_whole_in_a_dense_grid():
     # 36 points of 3x3 (3.5% of a 96x96 render) are thinned, but a cell of the 8 px grid keeps a whole point
-    hint_ab, mask = points_to_hints([(4 + 16 * (i % 6), 4 + 16 * (i // 6), (0, 0, 255)) for i in range(36)], (96, 96), (96, 96))
+    grid = [(4 + 16 * (i % 6), 4 + 16 * (i // 6), (0, 0, 255)) for i in range(36)]
+    hint_ab, mask = points_to_hints(grid, (96, 96), (96, 96))
     network_input = generator_input(torch.zeros(1, 1, 96, 96), hint_ab, mask)
     assert hints_as_trained(network_input, max_share=0.04) is network_input  # under the share: the same tensor
     assert torch.equal(hints_as_trained(network_input, max_share=0.01), network_input)  # one point a cell: all kept
-    crowded = generator_input(torch.zeros(1, 1, 96, 96), *points_to_hints([(4 + 4 * i, 4, (0, 0, 255)) for i in range(20)], (96, 96), (96, 96)))
+    row = [(4 + 4 * i, 4, (0, 0, 255)) for i in range(20)]  # 4 px apart: two to a cell
+    crowded = generator_input(torch.zeros(1, 1, 96, 96), *points_to_hints(row, (96, 96), (96, 96)))
     thinned = hints_as_trained(crowded, max_share=0.001)
     assert thinned[0, 3].sum() < crowded[0, 3].sum() and (thinned[0, 3] <= crowded[0, 3]).all()
 

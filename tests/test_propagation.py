@@ -116,6 +116,23 @@ def test_propagation_is_deterministic_and_finite_on_noise():
     assert torch.equal(first, propagate_hints(ab, lightness, hint_ab, mask))
 
 
+def test_guided_result_is_the_same_in_any_slices_and_threads(monkeypatch):
+    # `finish_at_guide` works slice by slice, on torch's threads: neither may change a pixel
+    import colorgan.propagation as propagation
+
+    generator = torch.Generator().manual_seed(2)
+    lightness = torch.rand(2, 1, 48, 64, generator=generator) * 100
+    guide = torch.nn.functional.interpolate(lightness, size=(150, 200), mode="bilinear", align_corners=False)
+    ab = torch.randn(2, 2, 48, 64, generator=generator) * 30
+    mask = (torch.rand(2, 1, 48, 64, generator=generator) < 0.02).float()
+    hint_ab = torch.randn(2, 2, 48, 64, generator=generator) * 30
+    whole = propagate_hints(ab, lightness, hint_ab, mask, guide=guide)
+    assert whole.shape == (2, 2, 150, 200) and torch.isfinite(whole).all()
+    monkeypatch.setattr(propagation, "FINISH_PIXELS", 1000)  # 5 rows a slice, 30 slices
+    torch.set_num_threads(2)  # the one_torch_thread fixture restores it
+    assert torch.equal(propagate_hints(ab, lightness, hint_ab, mask, guide=guide), whole)
+
+
 def sky_over_field(amplitude: float = 40.0, height: int = 144, width: int = 240):
     """L* of a gradient sky with cloud-like texture over a darker textured field, a blue stroke in
     the sky and a green one in the field (hint ab, mask), and the horizon row."""

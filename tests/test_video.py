@@ -460,7 +460,8 @@ def test_a_painted_stroke_reaches_the_network_as_for_a_photo(colorizer, photos):
         handle.remove()
     item = decode(Image.fromarray(frame))
     with torch.inference_mode():
-        dense = colorizer.generator_input(item, colorizer.full_resolution_lightness(item), layer, colorizer.default_render_size)
+        l_full = colorizer.full_resolution_lightness(item)
+        dense = colorizer.generator_input(item, l_full, layer, colorizer.default_render_size)
     assert torch.equal(seen[0], hints_as_trained(dense)) and 0 < seen[0][0, 3].sum() < dense[0, 3].sum()
     stroke = hinted[20:30, 10:40].astype(int)  # the whole stroke takes its green, not just the points
     assert (stroke[..., 1] > stroke[..., 0]).all() and (stroke[..., 1] > stroke[..., 2]).all()
