@@ -17,14 +17,16 @@ scaling, not one process's longer share (a real job's thousands of shards split 
 The order alternates from round to round (a shared machine's load drifts between rounds, not within
 one). The throughput is the job's own summary line (its rows over the time its processes spent
 colorizing: start-up and model loading not counted); the wall-clock time with start-up is printed
-too. Printed: each round's figures and its 2-process / 1-process ratio, the median ratio, and the
-machine's /proc/loadavg before and after.
+too, and how many cores other work on the machine used meanwhile (/proc/stat's busy time less the
+job's own): on a shared machine, the cores the job could not have. Printed: each round's figures and its
+2-process / 1-process ratio, the median ratio, and the machine's /proc/loadavg before and after.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import re
+import resource
 import shutil
 import socket
 import statistics
@@ -74,8 +76,21 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def busy_cpu_seconds() -> float:
+    """CPU seconds every process of the machine has used since boot (/proc/stat: all but idle and iowait)."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    """CPU seconds used by this process's finished children (the launcher waits for its workers: included)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_job(name: str, source: Path, destination: Path, args: argparse.Namespace) -> dict:
-    """One colorize-dataset job in a fresh process (or processes); its throughput and wall time."""
+    """One colorize-dataset job in a fresh process (or processes); its throughput, wall time, and the
+    cores other work on the machine used meanwhile (what the job could not have)."""
     job = ["-m", "colorgan", "colorize-dataset", str(source), str(destination), "--backend", args.backend,
            "--shard-size", str(args.shard_size), "--quiet", *(["--model", args.model] if args.model else [])]
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
@@ -86,14 +101,16 @@ def run_job(name: str, source: Path, destination: Path, args: argparse.Namespace
     else:
         command = [sys.executable, *job]
         env["OMP_NUM_THREADS"] = "2" if name == "1 process, 2 threads" else "1"
-    started = time.perf_counter()
+    started, busy, own = time.perf_counter(), busy_cpu_seconds(), own_cpu_seconds()
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800)
     wall = time.perf_counter() - started
+    others = (busy_cpu_seconds() - busy - (own_cpu_seconds() - own)) / wall
     found = SUMMARY.search(result.stderr)
     if result.returncode != 0 or found is None:
         raise SystemExit(f"{name} failed ({result.returncode}):\n{result.stderr[-3000:]}")
     shutil.rmtree(destination)
-    return {"rows": int(found[1]), "seconds": float(found[2]), "rate": float(found[3]), "each": found[4], "wall": wall}
+    return {"rows": int(found[1]), "seconds": float(found[2]), "rate": float(found[3]), "each": found[4], "wall": wall,
+            "others": others}
 
 
 def load_average() -> str:
@@ -121,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
                 rates[name].append(figures["rate"])
                 print(f"round {round_index + 1} {name:>22}: {figures['rate']:6.2f} images/s"
                       f" ({figures['rows']} rows in {figures['seconds']:.1f} s, per process {figures['each']};"
-                      f" {figures['wall']:.1f} s with start-up)", flush=True)
+                      f" {figures['wall']:.1f} s with start-up; other work used {figures['others']:.2f} cores)", flush=True)
             ratios.append(measured["2 processes"]["rate"] / measured["1 process"]["rate"])
             print(f"round {round_index + 1}: 2 processes / 1 process = {ratios[-1]:.2f}x; loadavg {load_average()}", flush=True)
     print("ratios 2 processes / 1 process: " + ", ".join(f"{ratio:.2f}" for ratio in ratios)

@@ -477,29 +477,26 @@ def colorize_shards(
     """
     report, started = JobReport(), time.perf_counter()
     for shard, first_chunk in work:
-        numbered = enumerate(source.shard_rows(shard))
-        for chunk, rows, last in chunks_of(((source.row_id(row, shard, index), row) for index, row in numbered),
-                                           settings.shard_size):
+        rows = ((source.row_id(row, shard, index), row) for index, row in enumerate(source.shard_rows(shard)))
+        for chunk, chunk_rows, last in chunks_of(rows, settings.shard_size):
             if chunk < first_chunk:  # written by an earlier run: read past, not redone
                 continue
-            schema = output_schema(settings, shard, chunk, last)
-            written = write_shard(
-                shard_path(destination, settings.split, shard, chunk), schema,
-                _colorized(colorizer, source, rows, settings, batch_size, report, on_rows),
-            )
-            report.rows += written
+            batches = (chunk_rows[start : start + batch_size] for start in range(0, len(chunk_rows), batch_size))
+            colorized = (row for batch in batches for row in _colorized(colorizer, source, batch, settings, report, on_rows))
+            path = shard_path(destination, settings.split, shard, chunk)
+            report.rows += write_shard(path, output_schema(settings, shard, chunk, last), colorized)
         report.shards += 1
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _colorized(colorizer, source, rows, settings, batch_size, report, on_rows) -> Iterator[dict]:
-    for start in range(0, len(rows), batch_size):
-        batch = colorize_rows(colorizer, source, rows[start : start + batch_size], settings)
-        report.errors += sum(row["error"] is not None for row in batch)
-        yield from batch
-        if on_rows is not None:
-            on_rows(len(batch))
+def _colorized(colorizer, source, batch, settings, report, on_rows) -> list[dict]:
+    """`colorize_rows` for one batch, counted in `report` and told to `on_rows`."""
+    rows = colorize_rows(colorizer, source, batch, settings)
+    report.errors += sum(row["error"] is not None for row in rows)
+    if on_rows is not None:
+        on_rows(len(rows))
+    return rows
 
 
 # ----------------------------------------------------------------------------- publishing
