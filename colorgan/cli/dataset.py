@@ -113,15 +113,20 @@ def run_colorize_dataset(args: argparse.Namespace) -> int:
         if state.is_main_process:
             print(describe_plan(args, settings, source, todo, state.num_processes))
         return 0
-    state.wait_for_everyone()  # all have listed the unfinished shards before any process writes one
-    threads = cpu_threads(state.num_processes) if device_type == "cpu" else None
-    with state.main_process_first():  # the first process fills the ONNX export cache the others read
-        colorizer = load_colorizer(args, threads=threads)
-    state.wait_for_everyone()  # all start colorizing together: the job's rate is its rows over the slowest's time
-    batch_size = args.batch_size or (1 if device_type == "cpu" else GPU_BATCH_SIZE)
-    with state.split_between_processes(todo) as mine:
-        report = run_shards(archive, colorizer, source, args, settings, mine, batch_size, state)
-    reports = gather_object([report])
+    try:
+        state.wait_for_everyone()  # all have listed the unfinished shards before any process writes one
+        threads = cpu_threads(state.num_processes) if device_type == "cpu" else None
+        with state.main_process_first():  # the first process fills the ONNX export cache the others read
+            colorizer = load_colorizer(args, threads=threads)
+        state.wait_for_everyone()  # all start colorizing together: the job's rate is its rows over the slowest's time
+        batch_size = args.batch_size or (1 if device_type == "cpu" else GPU_BATCH_SIZE)
+        with state.split_between_processes(todo) as mine:
+            report = run_shards(archive, colorizer, source, args, settings, mine, batch_size, state)
+        reports = gather_object([report])
+    finally:
+        # a process group left to the interpreter's exit can abort it there ("terminate called without an
+        # active exception", seen once in ~30 two-process runs): the launcher then fails a finished job
+        state.destroy_process_group()
     if not state.is_main_process:
         return 0
     print(summary(reports), file=sys.stderr)
