@@ -38,19 +38,27 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = REPO.parent / "shared" / "photos" / "val"
-SUMMARY = re.compile(r"colorized (\d+) rows.* in ([\d.]+) s: ([\d.]+) images/s in total \(\d+ processes: ([\d., ]+) images/s each")
+# the job's summary line: rows, seconds, images/s in total, and each process's images/s
+SUMMARY = re.compile(
+    r"colorized (\d+) rows.* in ([\d.]+) s: ([\d.]+) images/s in total \(\d+ processes: ([\d., ]+) images/s each"
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--photos", type=Path, default=PHOTOS, help="folder of photos to colorize (default: the val photos)")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "--photos", type=Path, default=PHOTOS, help="folder of photos to colorize (default: the val photos)"
+    )
     parser.add_argument(
         "--copies", type=int, default=4,
-        help="each photo this many times, for a longer job (default 4: with shards of 2, both processes get the same photos)",
+        help="each photo this many times, for a longer job (default 4: in shards of 2, both processes get the same"
+        " photos)",
     )
     parser.add_argument("--rounds", type=int, default=3, help="rounds of every configuration (default 3)")
     parser.add_argument("--model", help="model folder or Hub repo id (default: the bundled starter model)")
-    parser.add_argument("--backend", default="auto", help="--backend of colorize-dataset (default auto: onnx on the cpu)")
+    parser.add_argument(
+        "--backend", default="auto", help="--backend of colorize-dataset (default auto: onnx on the cpu)"
+    )
     parser.add_argument("--shard-size", type=int, default=2, help="rows per shard (default 2)")
     parser.add_argument("--no-threads-baseline", action="store_true", help="skip the 1-process, 2-thread configuration")
     return parser.parse_args(argv)
@@ -138,9 +146,11 @@ def main(argv: list[str] | None = None) -> None:
                 rates[name].append(figures["rate"])
                 print(f"round {round_index + 1} {name:>22}: {figures['rate']:6.2f} images/s"
                       f" ({figures['rows']} rows in {figures['seconds']:.1f} s, per process {figures['each']};"
-                      f" {figures['wall']:.1f} s with start-up; other work used {figures['others']:.2f} cores)", flush=True)
+                      f" {figures['wall']:.1f} s with start-up; other work used {figures['others']:.2f} cores)",
+                      flush=True)
             ratios.append(measured["2 processes"]["rate"] / measured["1 process"]["rate"])
-            print(f"round {round_index + 1}: 2 processes / 1 process = {ratios[-1]:.2f}x; loadavg {load_average()}", flush=True)
+            print(f"round {round_index + 1}: 2 processes / 1 process = {ratios[-1]:.2f}x; loadavg {load_average()}",
+                  flush=True)
     print("ratios 2 processes / 1 process: " + ", ".join(f"{ratio:.2f}" for ratio in ratios)
           + f"; median {statistics.median(ratios):.2f}x")
     for name in names:

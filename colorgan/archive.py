@@ -92,7 +92,8 @@ class JobSettings:
     propagate: bool = True
 
     def __post_init__(self):
-        if not re.fullmatch(r"[\w.-]+", self.split):  # it names files; datasets' split slicing ("train[:10]") is not streamed
+        # the split names files; datasets' split slicing ("train[:10]") does not stream anyway
+        if not re.fullmatch(r"[\w.-]+", self.split):
             raise JobError(f"split {self.split!r} is not a split name (letters, digits, _ . -)")
         if self.shard_size < 1 or (self.limit is not None and self.limit < 1):
             raise JobError("shard_size and limit must be at least 1")
@@ -360,12 +361,14 @@ def encode_png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def output_row(row_id: str, settings: str, image: Image.Image | None = None, error: BaseException | None = None) -> dict:
+def output_row(
+    row_id: str, settings: str, image: Image.Image | None = None, error: BaseException | None = None
+) -> dict:
     """One output row: the colorized image as PNG, or the one-line reason it could not be made."""
+    row = {"id": row_id, "image": None, "width": None, "height": None, "error": None, "settings": settings}
     if image is None:
-        return {"id": row_id, "image": None, "width": None, "height": None, "error": one_line(error), "settings": settings}
-    picture = {"bytes": encode_png(image), "path": None}
-    return {"id": row_id, "image": picture, "width": image.width, "height": image.height, "error": None, "settings": settings}
+        return {**row, "error": one_line(error)}
+    return {**row, "image": {"bytes": encode_png(image), "path": None}, "width": image.width, "height": image.height}
 
 
 def colorize_rows(
@@ -482,7 +485,9 @@ def colorize_shards(
             if chunk < first_chunk:  # written by an earlier run: read past, not redone
                 continue
             batches = (chunk_rows[start : start + batch_size] for start in range(0, len(chunk_rows), batch_size))
-            colorized = (row for batch in batches for row in _colorized(colorizer, source, batch, settings, report, on_rows))
+            colorized = (
+                row for batch in batches for row in _colorized(colorizer, source, batch, settings, report, on_rows)
+            )
             path = shard_path(destination, settings.split, shard, chunk)
             report.rows += write_shard(path, output_schema(settings, shard, chunk, last), colorized)
         report.shards += 1

@@ -68,7 +68,7 @@ def check_without_running(kind: str, language: str, code: str) -> None:
             assert all(extra in extras for extra in re.findall(r"\[(\w+)\]", " ".join(words))), words
         elif words[0] == "colorgan":
             build_parser().parse_args(words[1:])
-        elif words[:2] == ["accelerate", "launch"] and "colorgan" in words:  # accelerate launch [OPTIONS] -m colorgan ARGS
+        elif words[:2] == ["accelerate", "launch"] and "colorgan" in words:  # accelerate launch [...] -m colorgan ARGS
             assert words[words.index("colorgan") - 1] in ("-m", "--module"), words
             build_parser().parse_args(words[words.index("colorgan") + 1 :])
         elif "app.py" in words:

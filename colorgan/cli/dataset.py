@@ -42,7 +42,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         " (a folder of them, a file, or a glob)"
     )
     parser.add_argument("destination", metavar="DST", help="the folder for the shards (data/*.parquet) and job.json")
-    parser.add_argument("--split", default="train", help="the split of a Hub or parquet dataset to read (default train)")
+    parser.add_argument(
+        "--split", default="train", help="the split of a Hub or parquet dataset to read (default train)"
+    )
     parser.add_argument(
         "--image-column", help="the column holding images (default: the first of type Image, else 'image')"
     )
@@ -68,7 +70,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--limit", type=positive_int, help="colorize only the first N rows, to try it")
     parser.add_argument(
-        "--dry-run", action="store_true", help="check the options, the source and DST, say what would be done, write nothing"
+        "--dry-run",
+        action="store_true",
+        help="check the options, the source and DST, say what would be done, write nothing",
     )
     parser.add_argument("--push-to", metavar="USER/NAME", help="then upload DST to this Hub dataset repo")
     add_hub_write_options(parser)
