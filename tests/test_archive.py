@@ -267,3 +267,10 @@ def test_destination_inside_the_source_folder_is_refused(photo_folder, tiny_mode
     assert colorize_dataset(source, source / "colorized", "--model", tiny_model_dir) == 2
     assert "inside the source folder" in capsys.readouterr().err
     assert not (source / "colorized").exists()
+
+
+def test_a_missing_hub_dataset_ends_in_one_line(tiny_model_dir, tmp_path, capsys):
+    assert colorize_dataset("nobody/no-such-scans", tmp_path / "out", "--model", tiny_model_dir, "--quiet") == 2
+    error = capsys.readouterr().err.strip()
+    assert_one_line(error)
+    assert "nobody/no-such-scans" in error and not (tmp_path / "out").exists()

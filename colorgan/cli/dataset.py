@@ -84,7 +84,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 def run_colorize_dataset(args: argparse.Namespace) -> int:
     try:
         from accelerate import PartialState
-        from accelerate.utils import gather_object, parse_flag_from_env
+        from accelerate.utils import parse_flag_from_env
 
         from .. import archive
     except ImportError as error:
@@ -95,6 +95,19 @@ def run_colorize_dataset(args: argparse.Namespace) -> int:
     # PartialState reads the launcher's environment; accelerate's own cpu flag is read by Accelerator only
     cpu = args.device == "cpu" or parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
     state = PartialState(cpu=cpu)
+    try:
+        return run_job(archive, args, state)
+    finally:
+        # a process group left to the interpreter's exit can abort it there ("terminate called without an
+        # active exception", seen once in ~30 two-process runs): the launcher then fails a finished job
+        state.destroy_process_group()
+
+
+def run_job(archive, args: argparse.Namespace, state) -> int:
+    """Check, plan and run the job in this process (one of `state.num_processes`); the main one reports and pushes."""
+    import torch
+    from accelerate.utils import gather_object
+
     args.device = args.device or str(state.device)
     device_type = torch.device(args.device).type
     args.backend = resolve_backend(args.backend, device_type)
@@ -117,20 +130,15 @@ def run_colorize_dataset(args: argparse.Namespace) -> int:
         if state.is_main_process:
             print(describe_plan(args, settings, source, todo, state.num_processes))
         return 0
-    try:
-        state.wait_for_everyone()  # all have listed the unfinished shards before any process writes one
-        threads = cpu_threads(state.num_processes) if device_type == "cpu" else None
-        with state.main_process_first():  # the first process fills the ONNX export cache the others read
-            colorizer = load_colorizer(args, threads=threads)
-        state.wait_for_everyone()  # all start colorizing together: the job's rate is its rows over the slowest's time
-        batch_size = args.batch_size or (1 if device_type == "cpu" else GPU_BATCH_SIZE)
-        with state.split_between_processes(todo) as mine:
-            report = run_shards(archive, colorizer, source, args, settings, mine, batch_size, state)
-        reports = gather_object([report])
-    finally:
-        # a process group left to the interpreter's exit can abort it there ("terminate called without an
-        # active exception", seen once in ~30 two-process runs): the launcher then fails a finished job
-        state.destroy_process_group()
+    state.wait_for_everyone()  # all have listed the unfinished shards before any process writes one
+    threads = cpu_threads(state.num_processes) if device_type == "cpu" else None
+    with state.main_process_first():  # the first process fills the ONNX export cache the others read
+        colorizer = load_colorizer(args, threads=threads)
+    state.wait_for_everyone()  # all start colorizing together: the job's rate is its rows over the slowest's time
+    batch_size = args.batch_size or (1 if device_type == "cpu" else GPU_BATCH_SIZE)
+    with state.split_between_processes(todo) as mine:
+        report = run_shards(archive, colorizer, source, args, settings, mine, batch_size, state)
+    reports = gather_object([report])
     if not state.is_main_process:
         return 0
     print(summary(reports), file=sys.stderr)
