@@ -92,7 +92,8 @@ class JobSettings:
     propagate: bool = True
 
     def __post_init__(self):
-        if not re.fullmatch(r"[\w.-]+", self.split):  # it names files; datasets' split slicing ("train[:10]") is not streamed
+        # the split names files; datasets' split slicing ("train[:10]") does not stream anyway
+        if not re.fullmatch(r"[\w.-]+", self.split):
             raise JobError(f"split {self.split!r} is not a split name (letters, digits, _ . -)")
         if self.shard_size < 1 or (self.limit is not None and self.limit < 1):
             raise JobError("shard_size and limit must be at least 1")
@@ -360,12 +361,14 @@ def encode_png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def output_row(row_id: str, settings: str, image: Image.Image | None = None, error: BaseException | None = None) -> dict:
+def output_row(
+    row_id: str, settings: str, image: Image.Image | None = None, error: BaseException | None = None
+) -> dict:
     """One output row: the colorized image as PNG, or the one-line reason it could not be made."""
+    row = {"id": row_id, "image": None, "width": None, "height": None, "error": None, "settings": settings}
     if image is None:
-        return {"id": row_id, "image": None, "width": None, "height": None, "error": one_line(error), "settings": settings}
-    picture = {"bytes": encode_png(image), "path": None}
-    return {"id": row_id, "image": picture, "width": image.width, "height": image.height, "error": None, "settings": settings}
+        return {**row, "error": one_line(error)}
+    return {**row, "image": {"bytes": encode_png(image), "path": None}, "width": image.width, "height": image.height}
 
 
 def colorize_rows(
@@ -477,29 +480,28 @@ def colorize_shards(
     """
     report, started = JobReport(), time.perf_counter()
     for shard, first_chunk in work:
-        numbered = enumerate(source.shard_rows(shard))
-        for chunk, rows, last in chunks_of(((source.row_id(row, shard, index), row) for index, row in numbered),
-                                           settings.shard_size):
+        rows = ((source.row_id(row, shard, index), row) for index, row in enumerate(source.shard_rows(shard)))
+        for chunk, chunk_rows, last in chunks_of(rows, settings.shard_size):
             if chunk < first_chunk:  # written by an earlier run: read past, not redone
                 continue
-            schema = output_schema(settings, shard, chunk, last)
-            written = write_shard(
-                shard_path(destination, settings.split, shard, chunk), schema,
-                _colorized(colorizer, source, rows, settings, batch_size, report, on_rows),
+            batches = (chunk_rows[start : start + batch_size] for start in range(0, len(chunk_rows), batch_size))
+            colorized = (
+                row for batch in batches for row in _colorized(colorizer, source, batch, settings, report, on_rows)
             )
-            report.rows += written
+            path = shard_path(destination, settings.split, shard, chunk)
+            report.rows += write_shard(path, output_schema(settings, shard, chunk, last), colorized)
         report.shards += 1
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _colorized(colorizer, source, rows, settings, batch_size, report, on_rows) -> Iterator[dict]:
-    for start in range(0, len(rows), batch_size):
-        batch = colorize_rows(colorizer, source, rows[start : start + batch_size], settings)
-        report.errors += sum(row["error"] is not None for row in batch)
-        yield from batch
-        if on_rows is not None:
-            on_rows(len(batch))
+def _colorized(colorizer, source, batch, settings, report, on_rows) -> list[dict]:
+    """`colorize_rows` for one batch, counted in `report` and told to `on_rows`."""
+    rows = colorize_rows(colorizer, source, batch, settings)
+    report.errors += sum(row["error"] is not None for row in rows)
+    if on_rows is not None:
+        on_rows(len(rows))
+    return rows
 
 
 # ----------------------------------------------------------------------------- publishing

@@ -128,7 +128,12 @@ class FakeHub:
             return repo
 
     def add_commit(
-        self, repo_id: str, files: dict[str, bytes], message: str = "seed", branch: str = "main", repo_type: str = "model"
+        self,
+        repo_id: str,
+        files: dict[str, bytes],
+        message: str = "seed",
+        branch: str = "main",
+        repo_type: str = "model",
     ) -> str:
         """Commit `files` to a repo (created if missing) without going through HTTP; returns the oid."""
         if repo_key(repo_id, repo_type) not in self.repos:
@@ -282,9 +287,10 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._tree(repo, rest[1], "/".join(rest[2:]), query.get("recursive") in ("True", "true", "1"))
             if method == "GET" and (not rest or (rest[0] == "revision" and len(rest) == 2)):
                 return self._repo_info(repo, rest[1] if rest else "main")
-        if method in ("GET", "HEAD") and segments[:1] == ["datasets"] and len(segments) >= 6 and segments[3] == "resolve":
+        is_download = method in ("GET", "HEAD")
+        if is_download and segments[:1] == ["datasets"] and len(segments) >= 6 and segments[3] == "resolve":
             return self._resolve(f"{segments[1]}/{segments[2]}", segments[4], "/".join(segments[5:]), "dataset")
-        if method in ("GET", "HEAD") and len(segments) >= 5 and segments[2] == "resolve":
+        if is_download and len(segments) >= 5 and segments[2] == "resolve":
             return self._resolve(f"{segments[0]}/{segments[1]}", segments[3], "/".join(segments[4:]))
         raise HubError(404, f"no such endpoint: {method} {self.path}")
 
@@ -391,7 +397,8 @@ class _Handler(BaseHTTPRequestHandler):
         for path in parse_qs(self._raw_body().decode()).get("paths", []):
             path = path.strip("/")
             if path in files:
-                entries.append({"type": "file", "path": path, "size": len(files[path]), "oid": git_blob_oid(files[path])})
+                size, oid = len(files[path]), git_blob_oid(files[path])
+                entries.append({"type": "file", "path": path, "size": size, "oid": oid})
             elif any(name.startswith(path + "/") for name in files):
                 entries.append({"type": "directory", "path": path, "oid": hashlib.sha1(path.encode()).hexdigest()})
         return 200, entries, {}

@@ -47,7 +47,8 @@ def make_photo_folder(folder: Path) -> dict[str, tuple[int, int]]:
     sizes = {}
     for index in range(PHOTOS):
         width, height = 36 + (index * 7) % 61, 30 + (index * 5) % 43
-        pixels = np.add.outer(np.linspace(20, 200, height), np.linspace(0, 50, width)) + rng.integers(0, 25, (height, width))
+        gradient = np.add.outer(np.linspace(20, 200, height), np.linspace(0, 50, width))
+        pixels = gradient + rng.integers(0, 25, (height, width))
         image = Image.fromarray(pixels.clip(0, 255).astype(np.uint8), "L")
         image = [image, image.convert("RGB"), image.convert("RGBA")][index % 3]
         name = f"{'old/' if index % 8 == 0 else ''}scan{index:02d}.{'jpg' if image.mode == 'RGB' else 'png'}"
@@ -94,7 +95,8 @@ def decoded(row: dict) -> Image.Image:
 
 def job_files(destination: Path) -> dict[str, bytes]:
     """The job's files (job.json and its shards), hidden ones included, by path inside it."""
-    return {path.relative_to(destination).as_posix(): path.read_bytes() for path in destination.rglob("*") if path.is_file()}
+    files = (path for path in destination.rglob("*") if path.is_file())
+    return {path.relative_to(destination).as_posix(): path.read_bytes() for path in files}
 
 
 # ----------------------------------------------------------------------------- the 2-process run
@@ -206,7 +208,8 @@ def test_a_hub_dataset_with_a_hints_column(fake_hub, tiny_model_dir, tmp_path):
         {"photo": {"bytes": gray_png(32, 24), "path": None}, "name": "outside", "hints": "[[99, 8, [210, 30, 30]]]"},
         {"photo": {"bytes": b"not an image", "path": None}, "name": "garbage", "hints": None},
     ]
-    fake_hub.add_commit("museum/scans", {"data/train-00000-of-00001.parquet": parquet_bytes(rows, 2)}, repo_type="dataset")
+    data = {"data/train-00000-of-00001.parquet": parquet_bytes(rows, 2)}
+    fake_hub.add_commit("museum/scans", data, repo_type="dataset")
     destination = tmp_path / "out"
     status = colorize_dataset("museum/scans", destination, "--model", tiny_model_dir, "--backend", "torch",
                               "--id-column", "name", "--hints-column", "hints", "--quiet")
@@ -248,7 +251,8 @@ def test_a_restart_redoes_only_the_unfinished_chunk_of_a_large_shard(tiny_model_
     args = [source, destination, "--model", tiny_model_dir, "--backend", "torch", "--shard-size", 3, "--quiet"]
     assert colorize_dataset(*args) == 0
     whole = job_files(destination)
-    assert sorted(name for name in whole if name.startswith("data/")) == [f"data/train-00000-0000{c}.parquet" for c in range(4)]
+    shards = sorted(name for name in whole if name.startswith("data/"))
+    assert shards == [f"data/train-00000-0000{chunk}.parquet" for chunk in range(4)]
     kept = destination / "data" / "train-00000-00001.parquet"
     kept_mtime = kept.stat().st_mtime_ns
     for chunk in (2, 3):  # as if killed while writing chunk 2
@@ -263,3 +267,10 @@ def test_destination_inside_the_source_folder_is_refused(photo_folder, tiny_mode
     assert colorize_dataset(source, source / "colorized", "--model", tiny_model_dir) == 2
     assert "inside the source folder" in capsys.readouterr().err
     assert not (source / "colorized").exists()
+
+
+def test_a_missing_hub_dataset_ends_in_one_line(tiny_model_dir, tmp_path, capsys):
+    assert colorize_dataset("nobody/no-such-scans", tmp_path / "out", "--model", tiny_model_dir, "--quiet") == 2
+    error = capsys.readouterr().err.strip()
+    assert_one_line(error)
+    assert "nobody/no-such-scans" in error and not (tmp_path / "out").exists()

@@ -5,8 +5,9 @@ Blocks run in order, each in a fresh process, in a scratch folder that holds wha
 `<!-- readme-test: KIND -->` needs what a test cannot have, and is checked instead:
 
 - install: each `pip install -e ".[EXTRA]"` names an extra of pyproject.toml (.ci/run runs the install);
-- server, hub, training: Python parses; every `colorgan`, `python app.py` and `train_accelerate.py`
-  command line parses with that program's own argument parser.
+- server, hub, training, cluster (GPUs or several machines): Python parses; every `colorgan`,
+  `accelerate launch ... -m colorgan`, `python app.py` and `train_accelerate.py` command line parses
+  with that program's own argument parser.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from conftest import REPO
 
 README = REPO / "README.md"
 BLOCK = re.compile(r"(?:<!-- readme-test: (?P<kind>[a-z]+) -->\n)?```(?P<language>\w+)\n(?P<code>.*?)```", re.S)
-KINDS = ("install", "server", "hub", "training")
+KINDS = ("install", "server", "hub", "training", "cluster")
 
 
 def readme_blocks() -> list[tuple[str | None, str, str]]:
@@ -67,6 +68,9 @@ def check_without_running(kind: str, language: str, code: str) -> None:
             assert all(extra in extras for extra in re.findall(r"\[(\w+)\]", " ".join(words))), words
         elif words[0] == "colorgan":
             build_parser().parse_args(words[1:])
+        elif words[:2] == ["accelerate", "launch"] and "colorgan" in words:  # accelerate launch [...] -m colorgan ARGS
+            assert words[words.index("colorgan") - 1] in ("-m", "--module"), words
+            build_parser().parse_args(words[words.index("colorgan") + 1 :])
         elif "app.py" in words:
             load_script("app.py").parse_args(words[words.index("app.py") + 1 :])
         elif "train_accelerate.py" in words:

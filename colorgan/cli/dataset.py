@@ -42,7 +42,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         " (a folder of them, a file, or a glob)"
     )
     parser.add_argument("destination", metavar="DST", help="the folder for the shards (data/*.parquet) and job.json")
-    parser.add_argument("--split", default="train", help="the split of a Hub or parquet dataset to read (default train)")
+    parser.add_argument(
+        "--split", default="train", help="the split of a Hub or parquet dataset to read (default train)"
+    )
     parser.add_argument(
         "--image-column", help="the column holding images (default: the first of type Image, else 'image')"
     )
@@ -68,7 +70,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--limit", type=positive_int, help="colorize only the first N rows, to try it")
     parser.add_argument(
-        "--dry-run", action="store_true", help="check the options, the source and DST, say what would be done, write nothing"
+        "--dry-run",
+        action="store_true",
+        help="check the options, the source and DST, say what would be done, write nothing",
     )
     parser.add_argument("--push-to", metavar="USER/NAME", help="then upload DST to this Hub dataset repo")
     add_hub_write_options(parser)
@@ -80,7 +84,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 def run_colorize_dataset(args: argparse.Namespace) -> int:
     try:
         from accelerate import PartialState
-        from accelerate.utils import gather_object, parse_flag_from_env
+        from accelerate.utils import parse_flag_from_env
 
         from .. import archive
     except ImportError as error:
@@ -91,6 +95,19 @@ def run_colorize_dataset(args: argparse.Namespace) -> int:
     # PartialState reads the launcher's environment; accelerate's own cpu flag is read by Accelerator only
     cpu = args.device == "cpu" or parse_flag_from_env("ACCELERATE_USE_CPU") or not torch.cuda.is_available()
     state = PartialState(cpu=cpu)
+    try:
+        return run_job(archive, args, state)
+    finally:
+        # a process group left to the interpreter's exit can abort it there ("terminate called without an
+        # active exception", seen once in ~30 two-process runs): the launcher then fails a finished job
+        state.destroy_process_group()
+
+
+def run_job(archive, args: argparse.Namespace, state) -> int:
+    """Check, plan and run the job in this process (one of `state.num_processes`); the main one reports and pushes."""
+    import torch
+    from accelerate.utils import gather_object
+
     args.device = args.device or str(state.device)
     device_type = torch.device(args.device).type
     args.backend = resolve_backend(args.backend, device_type)
