@@ -30,12 +30,10 @@ from __future__ import annotations
 import argparse
 import functools
 import statistics
-import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from scipy import ndimage
 from skimage.morphology import skeletonize
