@@ -30,12 +30,10 @@ from __future__ import annotations
 import argparse
 import functools
 import statistics
-import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from scipy import ndimage
 from skimage.morphology import skeletonize
@@ -55,7 +53,7 @@ SHEEP_STROKES = PHOTOS.parents[1] / "fixtures" / "sheep_strokes.png"
 OUTSIDE_MARGIN = 8  # px beyond every stroked segment before a pixel counts as outside
 
 
-def stroke_layer(truth: torch.Tensor, name: str, segments: int, brush: float) -> tuple[Image.Image, np.ndarray]:
+def stroke_layer(truth: torch.Tensor, segments: int, brush: float) -> tuple[Image.Image, np.ndarray]:
     """An RGBA layer of strokes along the medial lines of the photo's largest SLIC segments, and the
     (H, W) bool mask of those segments. Deterministic (SLIC is; no random source)."""
     rgb = (truth[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
@@ -138,7 +136,7 @@ def main() -> None:
         for path in photos:
             truth = as_float_rgb(decode(open_image(path)).rgb)
             gray = Image.fromarray(grayscale_version(truth)[0, 0].numpy(), "L")
-            layer, stroked = stroke_layer(truth, path.name, args.segments, args.brush)
+            layer, stroked = stroke_layer(truth, args.segments, args.brush)
             shares.append(float((np.asarray(layer)[..., 3] > 0).mean()))
             outside = torch.from_numpy(ndimage.distance_transform_edt(~stroked) >= OUTSIDE_MARGIN)
             inside = torch.from_numpy(stroked)

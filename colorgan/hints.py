@@ -161,8 +161,12 @@ def generator_input(l_norm: torch.Tensor, hint_ab: torch.Tensor | None = None, h
 # A painted stroke covering more of the render than this share reaches the network as a grid of points
 # (`hints_as_trained`); point hints stay far below it (30 points of 3x3 px are 0.8 % at render 224).
 DENSE_HINT_SHARE = 0.01
-# the grid's spacing in render pixels, and the side of each point's patch (that of `points_to_hints`)
-THINNED_SPACING = 8
+# the grid's spacing in render pixels, and the side of each point's patch (that of `points_to_hints`).
+# 20 px: on synthetic strokes over val/ (benchmarks/bench_strokes.py, docs/quality.md) the PSNR gain
+# rises from dense strokes through 6-12 px cells to a plateau at 14-32 px (224 and 320) and 18-40 px
+# (512), where 20 px is at the top at every render size; on the sheep photo its neighbours 16 and 24
+# px stay under the bar too, where 8 px's neighbours 6 and 12 did not.
+THINNED_SPACING = 20
 THINNED_PATCH = 3
 
 

@@ -275,8 +275,9 @@ def test_large_strokes_reach_the_network_thinned_to_points_and_small_hints_uncha
     mask, hint_ab = generator_inputs[-1][0, 3], generator_inputs[-1][0, 1:3]
     assert mask[30:71, 40:81].sum() == mask.sum()  # only on the stroke
     cells = torch.nn.functional.max_pool2d(mask[None, None], THINNED_SPACING, ceil_mode=True)
-    assert cells.sum() == 6 * 6  # the 41x41 stroke touches 6x6 cells of the 8 px grid, each keeps a point...
-    assert 6 * 6 * 4 <= mask.sum() <= 6 * 6 * 9  # ...of 3x3 px (2x2 and more where the stroke's rim cuts it)
+    touched = (70 // THINNED_SPACING - 30 // THINNED_SPACING + 1) * (80 // THINNED_SPACING - 40 // THINNED_SPACING + 1)
+    assert cells.sum() == touched  # every grid cell the 41x41 stroke touches keeps a point...
+    assert touched * 4 <= mask.sum() <= touched * 9  # ...of 3x3 px (2x2 and more where the stroke's rim cuts it)
     np.testing.assert_allclose(hint_ab[:, mask > 0].T.numpy(), np.broadcast_to(BLUE_AB, (int(mask.sum()), 2)), atol=1e-3)
     assert (hint_ab[:, mask == 0] == 0).all()
     # a stroke under 1% of the render (9x9 px: 0.3%) and point hints reach it as they are
@@ -290,14 +291,16 @@ def test_large_strokes_reach_the_network_thinned_to_points_and_small_hints_uncha
 
 
 def test_hints_as_trained_keeps_point_hints_whole_in_a_dense_grid():
-    # 36 points of 3x3 (3.5% of a 96x96 render) are thinned, but a cell of the 8 px grid keeps a whole point
-    grid = [(4 + 16 * (i % 6), 4 + 16 * (i // 6), (0, 0, 255)) for i in range(36)]
-    hint_ab, mask = points_to_hints(grid, (96, 96), (96, 96))
-    network_input = generator_input(torch.zeros(1, 1, 96, 96), hint_ab, mask)
-    assert hints_as_trained(network_input, max_share=0.04) is network_input  # under the share: the same tensor
-    assert torch.equal(hints_as_trained(network_input, max_share=0.01), network_input)  # one point a cell: all kept
-    row = [(4 + 4 * i, 4, (0, 0, 255)) for i in range(20)]  # 4 px apart: two to a cell
-    crowded = generator_input(torch.zeros(1, 1, 96, 96), *points_to_hints(row, (96, 96), (96, 96)))
+    # 36 points of 3x3, one in each of 6x6 grid cells (2.25% of the render at 20 px cells), are thinned,
+    # but each cell keeps its whole point
+    size = 6 * THINNED_SPACING
+    grid = [(THINNED_SPACING * (i % 6 + 0.5), THINNED_SPACING * (i // 6 + 0.5), (0, 0, 255)) for i in range(36)]
+    hint_ab, mask = points_to_hints(grid, (size, size), (size, size))
+    network_input = generator_input(torch.zeros(1, 1, size, size), hint_ab, mask)
+    assert hints_as_trained(network_input, max_share=36 * 9 / size**2) is network_input  # not above the share: the same tensor
+    assert torch.equal(hints_as_trained(network_input, max_share=0.001), network_input)  # one point a cell: all kept
+    row = [(4 + 4 * i, 4, (0, 0, 255)) for i in range(20)]  # 4 px apart: several to a cell
+    crowded = generator_input(torch.zeros(1, 1, size, size), *points_to_hints(row, (size, size), (size, size)))
     thinned = hints_as_trained(crowded, max_share=0.001)
     assert thinned[0, 3].sum() < crowded[0, 3].sum() and (thinned[0, 3] <= crowded[0, 3]).all()
 
