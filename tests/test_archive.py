@@ -151,6 +151,10 @@ def test_push_to_uploads_the_shards_to_a_private_dataset_repo(whole_run, fake_hu
     assert {name: pushed[name] for name in local} == local
     assert fake_hub.repos[f"datasets/{PUSHED_REPO}"].private
     assert result.stdout.strip().endswith(fake_hub.head(PUSHED_REPO, repo_type="dataset"))
+    import datasets
+
+    loaded = datasets.load_dataset(PUSHED_REPO, split="train", streaming=True, token=WRITE_TOKEN)
+    assert sorted(row["id"] for row in loaded) == sorted(row["id"] for row in read_rows(destination))
 
 
 def test_a_killed_run_restarted_gives_the_same_bytes(whole_run, photo_folder, tiny_model_dir, tmp_path):
