@@ -204,22 +204,23 @@ def colorize_dataset(*args) -> int:
     return main(["colorize-dataset", *map(str, args)])
 
 
-def test_a_hub_dataset_with_a_hints_column(fake_hub, tiny_model_dir, tmp_path):
+def test_a_hub_dataset_with_a_hints_column_in_batches(fake_hub, tiny_model_dir, tmp_path):
     red = [{"x": 10, "y": 8, "color": "#d21e1e"}]
-    rows = [
+    rows = [  # in row groups of 2: "plain" shares a batch with "outside", whose hint fails it
         {"photo": {"bytes": gray_png(32, 24), "path": None}, "name": "plain", "hints": None},
-        {"photo": {"bytes": gray_png(32, 24), "path": None}, "name": "hinted", "hints": json.dumps(red)},
         {"photo": {"bytes": gray_png(32, 24), "path": None}, "name": "outside", "hints": "[[99, 8, [210, 30, 30]]]"},
+        {"photo": {"bytes": gray_png(32, 24), "path": None}, "name": "hinted", "hints": json.dumps(red)},
         {"photo": {"bytes": b"not an image", "path": None}, "name": "garbage", "hints": None},
     ]
     data = {"data/train-00000-of-00001.parquet": parquet_bytes(rows, 2)}
     fake_hub.add_commit("museum/scans", data, repo_type="dataset")
     destination = tmp_path / "out"
     status = colorize_dataset("museum/scans", destination, "--model", tiny_model_dir, "--backend", "torch",
-                              "--id-column", "name", "--hints-column", "hints", "--quiet")
+                              "--id-column", "name", "--hints-column", "hints", "--batch-size", 4, "--quiet")
     assert status == 0
     out = {row["id"]: row for row in read_rows(destination)}
-    assert list(out) == ["plain", "hinted", "outside", "garbage"], "the source's ids, in its order"
+    assert list(out) == ["plain", "outside", "hinted", "garbage"], "the source's ids, in its order"
+    assert out["plain"]["error"] is None, "a failed batch is redone row by row: one bad row fails only itself"
     red_pixel = decoded(out["hinted"]).convert("RGB").getpixel((10, 8))
     assert red_pixel[0] > red_pixel[1] + 30, f"the hint's red is at its point: {red_pixel}"
     assert decoded(out["plain"]).tobytes() != decoded(out["hinted"]).tobytes()
