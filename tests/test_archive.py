@@ -117,6 +117,7 @@ def whole_run(photo_folder, tiny_model_dir, tmp_path_factory):
     return destination, result
 
 
+@pytest.mark.slow
 def test_two_processes_colorize_every_image_once_at_its_own_size(whole_run, photo_folder):
     destination, result = whole_run
     source, sizes = photo_folder
@@ -135,6 +136,7 @@ def test_two_processes_colorize_every_image_once_at_its_own_size(whole_run, phot
     assert np.abs(skimage_lightness(decoded(sample)) - skimage_lightness(Image.open(source / sample["id"]))).max() < 1.0
 
 
+@pytest.mark.slow
 def test_an_undecodable_file_is_an_error_row(whole_run):
     destination, result = whole_run
     (broken,) = [row for row in read_rows(destination) if row["error"] is not None]
@@ -144,6 +146,7 @@ def test_an_undecodable_file_is_an_error_row(whole_run):
     assert "1 could not be colorized" in result.stderr
 
 
+@pytest.mark.slow
 def test_push_to_uploads_the_shards_to_a_private_dataset_repo(whole_run, fake_hub):
     destination, result = whole_run
     pushed = fake_hub.files(PUSHED_REPO, repo_type="dataset")
@@ -157,6 +160,7 @@ def test_push_to_uploads_the_shards_to_a_private_dataset_repo(whole_run, fake_hu
     assert sorted(row["id"] for row in loaded) == sorted(row["id"] for row in read_rows(destination))
 
 
+@pytest.mark.slow
 def test_a_killed_run_restarted_gives_the_same_bytes(whole_run, photo_folder, tiny_model_dir, tmp_path):
     source, _ = photo_folder
     destination = tmp_path / "colorized"
