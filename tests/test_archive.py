@@ -117,6 +117,7 @@ def whole_run(photo_folder, tiny_model_dir, tmp_path_factory):
     return destination, result
 
 
+@pytest.mark.slow
 def test_two_processes_colorize_every_image_once_at_its_own_size(whole_run, photo_folder):
     destination, result = whole_run
     source, sizes = photo_folder
@@ -135,6 +136,7 @@ def test_two_processes_colorize_every_image_once_at_its_own_size(whole_run, phot
     assert np.abs(skimage_lightness(decoded(sample)) - skimage_lightness(Image.open(source / sample["id"]))).max() < 1.0
 
 
+@pytest.mark.slow
 def test_an_undecodable_file_is_an_error_row(whole_run):
     destination, result = whole_run
     (broken,) = [row for row in read_rows(destination) if row["error"] is not None]
@@ -144,6 +146,7 @@ def test_an_undecodable_file_is_an_error_row(whole_run):
     assert "1 could not be colorized" in result.stderr
 
 
+@pytest.mark.slow
 def test_push_to_uploads_the_shards_to_a_private_dataset_repo(whole_run, fake_hub):
     destination, result = whole_run
     pushed = fake_hub.files(PUSHED_REPO, repo_type="dataset")
@@ -151,8 +154,13 @@ def test_push_to_uploads_the_shards_to_a_private_dataset_repo(whole_run, fake_hu
     assert {name: pushed[name] for name in local} == local
     assert fake_hub.repos[f"datasets/{PUSHED_REPO}"].private
     assert result.stdout.strip().endswith(fake_hub.head(PUSHED_REPO, repo_type="dataset"))
+    import datasets
+
+    loaded = datasets.load_dataset(PUSHED_REPO, split="train", streaming=True, token=WRITE_TOKEN)
+    assert sorted(row["id"] for row in loaded) == sorted(row["id"] for row in read_rows(destination))
 
 
+@pytest.mark.slow
 def test_a_killed_run_restarted_gives_the_same_bytes(whole_run, photo_folder, tiny_model_dir, tmp_path):
     source, _ = photo_folder
     destination = tmp_path / "colorized"
@@ -200,22 +208,23 @@ def colorize_dataset(*args) -> int:
     return main(["colorize-dataset", *map(str, args)])
 
 
-def test_a_hub_dataset_with_a_hints_column(fake_hub, tiny_model_dir, tmp_path):
+def test_a_hub_dataset_with_a_hints_column_in_batches(fake_hub, tiny_model_dir, tmp_path):
     red = [{"x": 10, "y": 8, "color": "#d21e1e"}]
-    rows = [
+    rows = [  # in row groups of 2: "plain" shares a batch with "outside", whose hint fails it
         {"photo": {"bytes": gray_png(32, 24), "path": None}, "name": "plain", "hints": None},
-        {"photo": {"bytes": gray_png(32, 24), "path": None}, "name": "hinted", "hints": json.dumps(red)},
         {"photo": {"bytes": gray_png(32, 24), "path": None}, "name": "outside", "hints": "[[99, 8, [210, 30, 30]]]"},
+        {"photo": {"bytes": gray_png(32, 24), "path": None}, "name": "hinted", "hints": json.dumps(red)},
         {"photo": {"bytes": b"not an image", "path": None}, "name": "garbage", "hints": None},
     ]
     data = {"data/train-00000-of-00001.parquet": parquet_bytes(rows, 2)}
     fake_hub.add_commit("museum/scans", data, repo_type="dataset")
     destination = tmp_path / "out"
     status = colorize_dataset("museum/scans", destination, "--model", tiny_model_dir, "--backend", "torch",
-                              "--id-column", "name", "--hints-column", "hints", "--quiet")
+                              "--id-column", "name", "--hints-column", "hints", "--batch-size", 4, "--quiet")
     assert status == 0
     out = {row["id"]: row for row in read_rows(destination)}
-    assert list(out) == ["plain", "hinted", "outside", "garbage"], "the source's ids, in its order"
+    assert list(out) == ["plain", "outside", "hinted", "garbage"], "the source's ids, in its order"
+    assert out["plain"]["error"] is None, "a failed batch is redone row by row: one bad row fails only itself"
     red_pixel = decoded(out["hinted"]).convert("RGB").getpixel((10, 8))
     assert red_pixel[0] > red_pixel[1] + 30, f"the hint's red is at its point: {red_pixel}"
     assert decoded(out["plain"]).tobytes() != decoded(out["hinted"]).tobytes()

@@ -149,6 +149,16 @@ def test_output_is_deterministic(colorizer, photo):
     assert np.array_equal(np.asarray(colorizer(photo)), np.asarray(colorizer(photo)))
 
 
+def test_cpu_0_is_the_cpu(tiny_model_dir, photo):
+    # accelerate names a cpu process's device "cpu:0"; tensor.to("cpu:0") would copy a gray photo's
+    # stride-0 channels and send it down the RGB path, with other rounding
+    gray = photo.convert("L")
+    on_cpu_0 = Colorizer.from_pretrained(tiny_model_dir, device="cpu:0")
+    assert on_cpu_0.device == torch.device("cpu")
+    reference = Colorizer.from_pretrained(tiny_model_dir, device="cpu")
+    assert np.array_equal(np.asarray(on_cpu_0(gray)), np.asarray(reference(gray)))
+
+
 # ----------------------------------------------------------------------------- geometry
 @pytest.mark.parametrize("as_path", [True, False], ids=["path", "bytes"])
 def test_exif_orientation_is_applied(colorizer, photo, tmp_path, as_path):

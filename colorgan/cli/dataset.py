@@ -24,7 +24,7 @@ from .options import (
 )
 
 GPU_BATCH_SIZE = 8  # rows per forward pass on a GPU; on the cpu a batch gains nothing and holds more memory
-TOTAL_RATE_SECONDS = 5.0  # how often the main process counts every process's finished shards
+TOTAL_RATE_SECONDS = 2.0  # how often the main process counts every process's finished shards
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -191,7 +191,7 @@ def run_shards(archive, colorizer, source, args, settings, work, batch_size, sta
 
     def advance(rows: int) -> None:
         bar.update(rows)
-        if total_rate is not None and (rate := total_rate()) is not None:
+        if total_rate is not None and (rate := total_rate()):  # None between counts, 0 before any shard is done
             bar.set_postfix_str(f"all processes {rate:.2f} img/s", refresh=False)
 
     try:
