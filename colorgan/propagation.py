@@ -439,13 +439,16 @@ def _workspace(size: int, device: torch.device) -> torch.Tensor:
     Fresh buffers of a few MB come from the system anew on each call and cost their page faults
     each time (measured: 1,400 faults and ~30% of `finish_at_guide` at render 224 with a 560 px
     guide); a kept one does not. It holds as much as the largest call needed (~4 MB an image).
+    Always a normal tensor, even when first made under `torch.inference_mode()` (as `Colorizer`
+    runs): an inference tensor could not be written in place by a later call outside that mode.
     """
     held = getattr(_WORKSPACES, "tensors", None)
     if held is None:
         held = _WORKSPACES.tensors = {}
     tensor = held.get(device)
     if tensor is None or tensor.numel() < size:
-        tensor = held[device] = torch.empty(size, device=device)
+        with torch.inference_mode(False):
+            tensor = held[device] = torch.empty(size, device=device)
     return tensor[:size]
 
 

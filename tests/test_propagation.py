@@ -116,6 +116,22 @@ def test_propagation_is_deterministic_and_finite_on_noise():
     assert torch.equal(first, propagate_hints(ab, lightness, hint_ab, mask))
 
 
+def test_a_call_outside_inference_mode_after_one_inside_it_works_and_agrees():
+    """The kept scratch space was once made by a call under inference_mode (as Colorizer runs), and a
+    later plain call in the same thread could not write it: "Inplace update to inference tensor"."""
+    generator = torch.Generator().manual_seed(2)
+    lightness = torch.rand(1, 1, 48, 64, generator=generator) * 100
+    ab = torch.randn(1, 2, 48, 64, generator=generator) * 30
+    mask = torch.zeros(1, 1, 48, 64)
+    mask[..., 20:23, 30:33] = 1.0
+    hint_ab = torch.full((1, 2, 48, 64), 40.0) * mask
+    guide = torch.rand(1, 1, 96, 128, generator=generator) * 100  # a larger guide: the sliced path
+    with torch.inference_mode():
+        inside = propagate_hints(ab, lightness, hint_ab, mask, guide=guide)
+    outside = propagate_hints(ab, lightness, hint_ab, mask, guide=guide)
+    assert torch.equal(inside, outside)
+
+
 def test_guided_result_is_the_same_in_any_slices_and_threads(monkeypatch):
     # `finish_at_guide` works slice by slice, on torch's threads: neither may change a pixel
     import colorgan.propagation as propagation
