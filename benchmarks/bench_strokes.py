@@ -1,7 +1,6 @@
 """How painted strokes should reach the network: thinning policies on synthetic strokes over a photo set.
 
     python benchmarks/bench_strokes.py [--data ../shared/photos/val] [--render 224] [--limit N] [--threads 1]
-    python benchmarks/bench_strokes.py --placement interior --no-dense   # points deepest inside the stroke
     python benchmarks/bench_strokes.py --sheep --render 224 320 512      # issue 20's photo, each policy
 
 Issue 20 thins a broad stroke to one 3x3 point per grid cell before the generator sees it
@@ -78,13 +77,13 @@ def stroke_layer(truth: torch.Tensor, segments: int, brush: float) -> tuple[Imag
     return Image.fromarray(layer, "RGBA"), stroked
 
 
-def policies(cells: list[int], render: int, placement: str) -> dict[str, object]:
+def policies(cells: list[int], render: int) -> dict[str, object]:
     """Name -> the function the pipeline feeds the network's input through."""
     named = {"dense (no thinning)": functools.partial(hints_as_trained, max_share=float("inf"))}
     for cell in cells:
-        named[f"cells {cell} px"] = functools.partial(hints_as_trained, spacing=cell, placement=placement)
+        named[f"cells {cell} px"] = functools.partial(hints_as_trained, spacing=cell)
     proportional = max(2, round(render / 28))
-    named[f"render/28 ({proportional} px)"] = functools.partial(hints_as_trained, spacing=proportional, placement=placement)
+    named[f"render/28 ({proportional} px)"] = functools.partial(hints_as_trained, spacing=proportional)
     return named
 
 
@@ -113,7 +112,6 @@ def main() -> None:
     parser.add_argument("--cells", type=int, nargs="+", default=[6, 8, 10, 12, 16])
     parser.add_argument("--segments", type=int, default=3, help="stroked segments per photo")
     parser.add_argument("--brush", type=float, default=0.03, help="stroke width as a share of the long side")
-    parser.add_argument("--placement", default="neighbours", choices=["neighbours", "interior"], help="point placement in a cell")
     parser.add_argument("--no-dense", action="store_true", help="leave the dense policy out")
     parser.add_argument("--limit", type=int)
     parser.add_argument("--threads", type=int, default=1)
@@ -125,7 +123,7 @@ def main() -> None:
         sheep(colorizer, args)
         return
     args.render = args.render[0]
-    named = policies(args.cells, args.render, args.placement)
+    named = policies(args.cells, args.render)
     if args.no_dense:
         del named["dense (no thinning)"]
     photos = sorted(args.data.glob("*.jpg"))[: args.limit]
@@ -162,7 +160,7 @@ def main() -> None:
     finite = lambda values: [v for v in values if v == v]  # noqa: E731
     print(
         f"{len(photos)} photos, render {args.render}, {args.segments} strokes of {args.brush:.0%} of the long side"
-        f" (mean {statistics.mean(shares):.1%} of the photo painted), points placed by {args.placement}"
+        f" (mean {statistics.mean(shares):.1%} of the photo painted)"
     )
     print("| policy | PSNR gain (dB) | leak, mean | leak, median | outside ab error change | harm (ab) |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
@@ -180,12 +178,12 @@ def sheep(colorizer: Colorizer, args: argparse.Namespace) -> None:
     gray, strokes = photo.convert("L"), Image.open(SHEEP_STROKES)
     lightness = rgb_to_lab(to_tensor(photo))[0, 0]
     original = pipeline.hints_as_trained
-    print(f"sheep leak, rows 170-270, points placed by {args.placement}")
+    print("sheep leak, rows 170-270")
     try:
         for render in args.render:
             plain = rgb_to_lab(to_tensor(colorizer(gray, render_size=render)))[0, 1:]
             cells = []
-            for name, policy in policies(args.cells, render, args.placement).items():
+            for name, policy in policies(args.cells, render).items():
                 pipeline.hints_as_trained = policy
                 effect = rgb_to_lab(to_tensor(colorizer(gray, hints=strokes, render_size=render)))[0, 1:] - plain
                 cells.append(f"{name} {leak_ratio(effect, lightness, slice(170, 271)):.2f}")

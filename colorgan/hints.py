@@ -175,7 +175,6 @@ def hints_as_trained(
     max_share: float = DENSE_HINT_SHARE,
     spacing: int = THINNED_SPACING,
     patch: int = THINNED_PATCH,
-    placement: str = "neighbours",
 ) -> torch.Tensor:
     """The generator's input with large painted strokes thinned to a grid of point hints.
 
@@ -192,9 +191,6 @@ def hints_as_trained(
         max_share: share of the render's pixels above which an image's hints are thinned.
         spacing: the grid's cell side in render pixels.
         patch: each kept point's side in pixels (odd), clipped to the stroke.
-        placement: "neighbours": each cell's point on the stroke pixel with the most painted neighbours
-            (3x3), nearest the cell's centre among those; "interior": on the pixel deepest inside the
-            stroke (erosions survived, up to half a cell), nearest the centre among those.
 
     Returns:
         (B, 4, h, w): the input itself when no image is thinned, else a new tensor.
@@ -203,11 +199,11 @@ def hints_as_trained(
     dense = mask.flatten(1).mean(dim=1) > max_share  # (B,)
     if not bool(dense.any()):
         return network_input
-    thinned = torch.where(dense[:, None, None, None], _grid_points(mask, spacing, patch, placement), mask)
+    thinned = torch.where(dense[:, None, None, None], _grid_points(mask, spacing, patch), mask)
     return generator_input(l_norm, hint_ab, thinned)
 
 
-def _grid_points(mask: torch.Tensor, spacing: int, patch: int, placement: str = "neighbours") -> torch.Tensor:
+def _grid_points(mask: torch.Tensor, spacing: int, patch: int) -> torch.Tensor:
     # (B, 1, h, w) mask -> the mask kept only at one patch per grid cell. In each cell, the kept point
     # is the masked pixel with the most masked neighbours (a point hint's centre, so a point hint stays
     # whole; a stroke's inside rather than its rim), the one nearest the cell's centre among those:
@@ -216,14 +212,7 @@ def _grid_points(mask: torch.Tensor, spacing: int, patch: int, placement: str = 
     height, width = mask.shape[-2:]
     offsets = lambda n: (torch.arange(n, device=mask.device) % spacing - (spacing - 1) / 2).abs()  # noqa: E731
     distance = offsets(height)[:, None] + offsets(width)[None, :]  # (h, w) city-block distance to the centre
-    if placement == "interior":  # 1 + the 3x3 erosions a pixel survives, up to half a cell
-        depth, eroded = mask.clone(), mask
-        for _ in range(max(1, spacing // 2)):
-            eroded = -F.max_pool2d(-eroded, 3, stride=1, padding=1)
-            depth = depth + eroded
-        neighbours = depth
-    else:
-        neighbours = (F.avg_pool2d(mask, 3, stride=1, padding=1, count_include_pad=True) * 9).round()
+    neighbours = (F.avg_pool2d(mask, 3, stride=1, padding=1, count_include_pad=True) * 9).round()
     score = mask * (neighbours + 1 - distance / (4 * spacing))
     best, where = F.max_pool2d(score, spacing, stride=spacing, ceil_mode=True, return_indices=True)
     centres = torch.zeros_like(mask).flatten(2).scatter_(2, where.flatten(2), (best > 0).to(mask.dtype).flatten(2))
