@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
                             " --encoder-weights file's pad_type metadata, else '' (timm's symmetric)")
     model.add_argument("--decoder-channels", type=int, nargs="+", default=[256, 128, 64, 32, 16],
                        help="decoder widths, deepest first, one per 2x upsampling step")
+    model.add_argument("--decoder-hints", action="store_true",
+                       help="also feed the hints, summarised per cell, to every coarse decoder block, so the"
+                            " network alone can colour a region from a hint (recommended with a pretrained encoder)")
     model.add_argument("--disc-channels", type=int, default=64, help="width of the PatchGAN's first layer")
     model.add_argument("--disc-layers", type=int, default=3, help="PatchGAN stride-2 layers (3 -> 70x70 patches)")
     model.add_argument("--disc-norm", choices=DISCRIMINATOR_NORMS, default="batch",
@@ -148,9 +151,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--resume {args.resume}: no such checkpoint folder")
     if args.encoder_pretrained and args.encoder_weights:
         parser.error("--encoder-pretrained and --encoder-weights both give encoder weights: use one")
-    if args.init_from and (args.encoder_pretrained or args.encoder_weights or args.encoder_pad_type is not None):
-        parser.error("--init-from already has trained weights and padding; drop --encoder-pretrained,"
-                     " --encoder-weights and --encoder-pad-type")
+    if args.init_from and (args.encoder_pretrained or args.encoder_weights or args.encoder_pad_type is not None
+                           or args.decoder_hints):
+        parser.error("--init-from already has trained weights and an architecture; drop --encoder-pretrained,"
+                     " --encoder-weights, --encoder-pad-type and --decoder-hints")
     if args.encoder_weights and not Path(args.encoder_weights).is_file():
         parser.error(f"--encoder-weights {args.encoder_weights}: no such file")
     if args.encoder_lr_scale < 0 or args.encoder_frozen_steps < 0:
@@ -158,9 +162,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.max_minutes is not None and args.max_minutes <= 0:
         parser.error("--max-minutes must be positive")
     if args.generator == "pix2pix-unet" and (args.init_from or args.hint_prob > 0 or args.encoder_pretrained
-                                             or args.encoder_weights or args.encoder_pad_type is not None):
+                                             or args.encoder_weights or args.encoder_pad_type is not None
+                                             or args.decoder_hints):
         parser.error("--generator pix2pix-unet trains from scratch without hints: set --hint-prob 0, drop"
-                     " --init-from and the --encoder-* options")
+                     " --init-from, --decoder-hints and the --encoder-* options")
     if args.val_split is None and args.val_dataset:
         parser.error("--val-dataset needs --val-split")
     return args
@@ -217,7 +222,7 @@ def new_generator_with_encoder_weights(args: argparse.Namespace) -> UNetGenerato
     if args.encoder_pretrained:
         rgb_weights = timm_pretrained_encoder(args.encoder, **({"pad_type": pad_type} if pad_type else {}))
     generator = UNetGenerator(args.encoder, False, args.decoder_channels, render_size=whole_photo_render_size(args),
-                              encoder_pad_type=pad_type)
+                              encoder_pad_type=pad_type, decoder_hints=args.decoder_hints)
     if rgb_weights is not None:
         load_rgb_encoder_weights(generator.encoder, rgb_weights)
     return generator

@@ -28,6 +28,7 @@ HUB_METADATA = dict(
     license="mit",
 )
 GENERATOR_INPUT_CHANNELS = 4  # L, hint a, hint b, hint mask
+HINT_SUMMARY_CHANNELS = 3  # per decoder cell: mean hint a, mean hint b, any hint there
 DISCRIMINATOR_NORMS = ("batch", "spectral")  # PatchDiscriminator(norm=...)
 ENCODER_PAD_TYPES = ("", "same")  # timm's pad_type: "" its symmetric default, "same" TensorFlow's
 
@@ -56,6 +57,7 @@ CONFIG_LIMITS = {
     "decoder_channels": ConfigLimit(
         int, 1, 4096, length=(1, 8), why="colorgan decoders have 1-8 blocks of 1-4096 channels"
     ),
+    "decoder_hints": ConfigLimit(bool),
     "dropout": ConfigLimit(float, 0.0, 1.0),  # a probability
     "dropout_blocks": ConfigLimit(int, 0, 8),  # at most one per decoder block
     "render_size": ConfigLimit(int, RENDER_SIZE.low, RENDER_SIZE.high, why="the sizes Colorizer runs at"),
@@ -73,6 +75,20 @@ def pad_to_multiple(x: torch.Tensor, stride: int) -> torch.Tensor:
     # (B, C, H, W) -> (B, C, H', W'), H' and W' the next multiples of stride (edge pixels repeated)
     pad_h, pad_w = -x.shape[-2] % stride, -x.shape[-1] % stride
     return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
+
+
+def hint_summary(x: torch.Tensor, reduction: int) -> torch.Tensor:
+    """What the hints say about each reduction x reduction cell of the generator's input.
+
+    (B, 4, H, W) generator input -> (B, 3, H/r, W/r): the mean hint ab over the cell's hinted pixels
+    (0 where it has none) and 1 where the cell has any hint. A mean over the whole cell would shrink a
+    3x3 hint point to 1/30 of its colour at reduction 16; this keeps the colour whole at every scale.
+    """
+    hint_ab, mask = x[:, 1:3], x[:, 3:4]
+    pooled = F.avg_pool2d(torch.cat([hint_ab * mask, mask], dim=1), reduction)  # (B, 3, H/r, W/r)
+    coverage = pooled[:, 2:3]
+    mean_ab = pooled[:, :2] / coverage.clamp_min(1e-4)  # one hinted pixel of 32x32 is ~1e-3
+    return torch.cat([mean_ab, (coverage > 0).to(x.dtype)], dim=1)
 
 
 def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -122,6 +138,10 @@ class UNetGenerator(nn.Module, StrictHubMixin, **HUB_METADATA):
         encoder_pad_type: timm's `pad_type` for the encoder's convolutions: "" (timm's symmetric
             padding) or "same" (TensorFlow's, asymmetric on stride 2), which an encoder whose
             weights came from TensorFlow needs to see its features as it was trained.
+        decoder_hints: also give every decoder block above full resolution the hints summarised per
+            cell of its scale (`hint_summary`), so a hint can colour a region. Without it hints enter
+            only through the encoder's stem, where a pretrained encoder's L weights drown them,
+            and the full-resolution skip, whose one 3x3 conv gives only a halo.
     """
 
     config_limits = CONFIG_LIMITS
@@ -135,11 +155,13 @@ class UNetGenerator(nn.Module, StrictHubMixin, **HUB_METADATA):
         dropout_blocks: int = 2,
         render_size: int = 512,
         encoder_pad_type: str = "",
+        decoder_hints: bool = False,
     ):
         super().__init__()
         if encoder_pad_type not in ENCODER_PAD_TYPES:
             raise ValueError(f"encoder_pad_type must be one of {ENCODER_PAD_TYPES}, not {encoder_pad_type!r}")
         self.render_size = render_size
+        self.decoder_hints = decoder_hints
         # pad_type is passed only when set: not every timm family takes it, and "" is their default anyway
         padding = {"pad_type": encoder_pad_type} if encoder_pad_type else {}
         try:
@@ -166,6 +188,8 @@ class UNetGenerator(nn.Module, StrictHubMixin, **HUB_METADATA):
         for index, out_channels in enumerate(decoder_channels):
             reduction = self.stride >> (index + 1)  # 16, 8, 4, 2, 1 for a stride-32 encoder
             skip_channels = GENERATOR_INPUT_CHANNELS if reduction == 1 else skip_channels_at.get(reduction, 0)
+            if decoder_hints and reduction > 1:
+                skip_channels += HINT_SUMMARY_CHANNELS
             # one conv at the two finest scales: they cost most, and ab there is smooth
             num_convs = 2 if reduction >= 4 else 1
             block_dropout = dropout if index < dropout_blocks else 0.0
@@ -183,9 +207,17 @@ class UNetGenerator(nn.Module, StrictHubMixin, **HUB_METADATA):
         y = features[self.stride]  # (B, C, H/32, W/32)
         for block, reduction in zip(self.decoder, self.skip_reductions):
             size = (padded.shape[-2] // reduction, padded.shape[-1] // reduction)
-            y = block(y, features.get(reduction), size)
+            y = block(y, self.skip(features, padded, reduction), size)
         ab = torch.tanh(self.head(y))  # (B, 2, H_pad, W_pad)
         return ab[..., :height, :width]
+
+    def skip(self, features: dict[int, torch.Tensor], padded: torch.Tensor, reduction: int) -> torch.Tensor | None:
+        """The decoder block's extra input at `reduction`: encoder features, with the hint summary if enabled."""
+        skip = features.get(reduction)
+        if not self.decoder_hints or reduction == 1:
+            return skip
+        hints = hint_summary(padded, reduction)  # (B, 3, H/r, W/r)
+        return hints if skip is None else torch.cat([skip, hints], dim=1)
 
 
 class PatchDiscriminator(nn.Module, StrictHubMixin, **HUB_METADATA):

@@ -13,6 +13,8 @@ variants already scored.
 Plans:
 - `encoder`: random encoder against the imported ImageNet one, its padding, and the encoder
   learning-rate policy (full, 0.1x, frozen for the first 300 steps). L1 only.
+- `hints`: how hints reach an ImageNet encoder's U-Net: through the stem only, or also summarised
+  per cell at every coarse decoder block (`--decoder-hints`). L1 only.
 - `gan`: the GAN phase from one L1-trained generator (`--init-from`): lambda (the L1 weight against
   the GAN loss) and the crop size.
 """
@@ -39,6 +41,12 @@ def plans(args: argparse.Namespace) -> dict[str, dict[str, list[str]]]:
     }
     for name in encoder:
         encoder[name] += ["--pretrain-steps", str(args.steps)]
+    hints = {
+        "ImageNet, hints through the stem": [*imported, "--encoder-pad-type", "same"],
+        "ImageNet, decoder hints": [*imported, "--encoder-pad-type", "same", "--decoder-hints"],
+    }
+    for name in hints:
+        hints[name] += ["--pretrain-steps", str(args.steps)]
     gan = {}
     for crop in (128, 192):
         for lambda_l1 in (100, 30):
@@ -46,7 +54,7 @@ def plans(args: argparse.Namespace) -> dict[str, dict[str, list[str]]]:
                 "--init-from", str(args.init_from), "--pretrain-steps", "0",
                 "--resolution", str(crop), "--lambda-l1", str(lambda_l1),
             ]
-    return {"encoder": encoder, "gan": gan}
+    return {"encoder": encoder, "hints": hints, "gan": gan}
 
 
 def slug(name: str) -> str:
@@ -104,18 +112,18 @@ def table(results: dict[str, dict], gray_psnr: float | None) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--plan", choices=["encoder", "gan"], required=True, help="which set of variants to run")
+    parser.add_argument("--plan", choices=["encoder", "hints", "gan"], required=True, help="which set of variants to run")
     parser.add_argument("--dataset", type=Path, required=True, help="training photos (a folder)")
     parser.add_argument("--val", type=Path, required=True, help="validation folder of colour photos, e.g. photos/val")
-    parser.add_argument("--encoder-weights", type=Path, help="ImageNet encoder (safetensors), for --plan encoder")
+    parser.add_argument("--encoder-weights", type=Path, help="ImageNet encoder (safetensors), for --plan encoder and hints")
     parser.add_argument("--init-from", type=Path, help="L1-trained generator folder, for --plan gan")
     parser.add_argument("--steps", type=int, default=350, help="training steps of each variant (batch 8)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of each run")
     parser.add_argument("--seed", type=int, default=0, help="training seed, the same for every variant")
     parser.add_argument("--out", type=Path, required=True, help="folder for the runs and the table")
     args = parser.parse_args(argv)
-    if args.plan == "encoder" and not (args.encoder_weights and args.encoder_weights.is_file()):
-        parser.error("--plan encoder needs --encoder-weights FILE")
+    if args.plan in ("encoder", "hints") and not (args.encoder_weights and args.encoder_weights.is_file()):
+        parser.error(f"--plan {args.plan} needs --encoder-weights FILE")
     if args.plan == "gan" and not (args.init_from and (args.init_from / "config.json").is_file()):
         parser.error("--plan gan needs --init-from a generator folder (config.json + model.safetensors)")
     if not args.val.is_dir():

@@ -158,12 +158,14 @@ def test_training_starts_from_an_encoder_file_and_records_its_padding(photos_dir
     output = tmp_path / "run"
     train(output, "--dataset", str(data), "--val-count", "1", "--batch-size", "2", "--max-steps", "3",
           "--pretrain-steps", "3", "--num-workers", "0", "--encoder", "mobilenetv2_050",
-          "--encoder-weights", str(weights_file), "--encoder-frozen-steps", "3", "--ema-decay", "0")
+          "--encoder-weights", str(weights_file), "--encoder-frozen-steps", "3", "--ema-decay", "0",
+          "--decoder-hints")
     colorizer = Colorizer.from_pretrained(output)
     generator = colorizer.generator
     assert type(generator.encoder.conv_stem).__name__ == "Conv2dSame"  # rebuilt from config.json's pad type
+    assert generator.decoder_hints  # and from its decoder_hints
     expected = RgbEncoderWeights(rgb.state_dict(), *MINUS_ONE_TO_ONE)
-    reference = UNetGenerator("mobilenetv2_050", encoder_pad_type="same")
+    reference = UNetGenerator("mobilenetv2_050", encoder_pad_type="same", decoder_hints=True)
     load_rgb_encoder_weights(reference.encoder, expected)
     trained, start = generator.encoder.state_dict(), reference.encoder.state_dict()
     frozen = [key for key in start if key.endswith("weight") and "bn" not in key]

@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from colorgan import CheckpointError, Colorizer, PatchDiscriminator, Pix2PixUNet, UNetGenerator
+from colorgan.models import hint_summary
 from conftest import TINY_GENERATOR, assert_one_line
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -106,6 +107,56 @@ def test_generator_every_parameter_receives_a_gradient(encoder_name):
     assert_every_parameter_gets_a_gradient(generator)
 
 
+@pytest.mark.parametrize("encoder_name", ["resnet18", "regnetx_002"])
+def test_generator_with_decoder_hints_has_shapes_and_gradients_everywhere(encoder_name):
+    generator = live_batchnorm(tiny_generator(encoder_name, decoder_hints=True)).train()
+    for height, width in ODD_SIZES:
+        assert generator(make_generator_input(2, height, width)).shape == (2, 2, height, width)
+    x = make_generator_input(2, 33, 35).requires_grad_()
+    ab = generator(x)
+    assert torch.isfinite(ab).all()
+    ab.square().mean().backward()
+    assert_every_parameter_gets_a_gradient(generator)
+    assert torch.isfinite(x.grad).all()
+
+
+def test_hint_summary_keeps_each_cells_hint_colour_whole_and_marks_where_hints_are():
+    x = torch.zeros(1, 4, 32, 48)
+    x[0, 1:3, 2:5, 2:5] = torch.tensor([0.5, -0.25]).view(2, 1, 1)  # a 3x3 point in cell (0, 0)
+    x[0, 3, 2:5, 2:5] = 1
+    x[0, 1:3, 20, 40] = torch.tensor([-1.0, 1.0])  # one pixel in cell (1, 2)
+    x[0, 3, 20, 40] = 1
+    summary = hint_summary(x, 16)  # (1, 3, 2, 3)
+    assert summary.shape == (1, 3, 2, 3)
+    torch.testing.assert_close(summary[0, :, 0, 0], torch.tensor([0.5, -0.25, 1.0]))
+    torch.testing.assert_close(summary[0, :, 1, 2], torch.tensor([-1.0, 1.0, 1.0]))
+    others = torch.ones(2, 3, dtype=torch.bool)
+    others[0, 0] = others[1, 2] = False
+    assert (summary[0].permute(1, 2, 0)[others] == 0).all()  # no hint: no colour, no mark
+
+
+@pytest.mark.parametrize("decoder_hints", [False, True])
+def test_with_a_stem_deaf_to_hints_only_decoder_hints_carry_a_hint_beyond_a_halo(decoder_hints):
+    # An encoder adapted from RGB weights starts with zero stem weights on the hint channels.
+    # Then the full-resolution skip is a hint's only way in, and its one 3x3 conv gives a halo;
+    # decoder hints let it reach the whole region.
+    generator = tiny_generator("resnet18", decoder_hints=decoder_hints).eval()
+    with torch.no_grad():
+        generator.encoder.conv1.weight[:, 1:] = 0
+    x = make_generator_input(1, 64, 64) * torch.tensor([1.0, 0, 0, 0]).view(1, 4, 1, 1)  # L only
+    hinted = x.clone()
+    hinted[0, 1:3, 30:33, 30:33] = 0.8
+    hinted[0, 3, 30:33, 30:33] = 1
+    with torch.no_grad():
+        moved = (generator(hinted) - generator(x)).abs().amax(dim=1)[0]  # (H, W)
+    far = torch.ones(64, 64, dtype=torch.bool)
+    far[24:40, 24:40] = False  # more than 6 pixels from the hint
+    if decoder_hints:
+        assert (moved[far] > 0).float().mean() > 0.9  # nearly every pixel far from the hint changes
+    else:
+        assert moved[far].max() == 0
+
+
 def test_generator_gradient_reaches_the_input():
     generator = tiny_generator("resnet18").train()
     x = make_generator_input(2, 33, 35).requires_grad_()
@@ -165,6 +216,7 @@ def test_generator_config_round_trips_every_constructor_argument(encoder_name, t
         dropout_blocks=3,
         render_size=320,
         encoder_pad_type=PAD_TYPES[encoder_name],
+        decoder_hints=True,
     )
     assert set(arguments) == set(inspect.signature(UNetGenerator.__init__).parameters) - {"self"}
     UNetGenerator(**arguments).save_pretrained(tmp_path / "first")

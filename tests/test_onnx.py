@@ -140,8 +140,10 @@ def with_trained_batch_norm_statistics(generator: UNetGenerator, seed: int) -> U
         dict(encoder_name="mobilenetv3_small_050", decoder_channels=[24, 16, 16, 8, 8], dropout=0.0),
         # TensorFlow's padding, as the imported ImageNet encoder needs: made static for the export
         dict(encoder_name="mobilenetv2_050", decoder_channels=[24, 16, 16, 8, 8], encoder_pad_type="same"),
+        # the hint summary joins each coarse level's skip
+        dict(encoder_name="regnetx_002", decoder_channels=[24, 16, 16, 8, 8], decoder_hints=True),
     ],
-    ids=["resnet18", "regnetx_002", "mobilenetv3", "mobilenetv2-same"],
+    ids=["resnet18", "regnetx_002", "mobilenetv3", "mobilenetv2-same", "decoder-hints"],
 )
 @pytest.mark.parametrize("shape", [(1, 64, 64), (2, 37, 101), (1, 1, 1)])
 @pytest.mark.parametrize("fp32_levels", [None, 1, 2], ids=["fp32-graph", "int8-base-1", "int8-base-2"])
@@ -153,6 +155,8 @@ def test_export_form_computes_what_the_generator_does(config, shape, fp32_levels
     assert isinstance(generator.decoder[0].convs[0][1], torch.nn.BatchNorm2d)  # the original is left as it was
     assert not any(isinstance(m, Conv2dSame) for m in rewritten.modules())  # its padding depends on the size
     x = torch.randn(shape[0], 4, *shape[1:], generator=torch.Generator().manual_seed(1))
+    x[:, 3] = (x[:, 3] > 1).float()  # hints as the generator gets them: a 0/1 mask, ab only under it
+    x[:, 1:3] *= x[:, 3:]
     with torch.inference_mode():
         expected, actual = generator(x), rewritten(x)
     assert actual.shape == expected.shape == (shape[0], 2, *shape[1:])
@@ -161,12 +165,19 @@ def test_export_form_computes_what_the_generator_does(config, shape, fp32_levels
 
 
 def test_a_same_padded_encoder_exports_with_dynamic_sizes_and_matches_torch(tmp_path):
-    """Exporting timm's size-dependent "same" padding as it is did not finish in 10 minutes."""
+    """Exporting timm's size-dependent "same" padding as it is did not finish in 10 minutes.
+
+    With decoder hints, as the starter has them, so their per-cell summary runs in ONNX Runtime too.
+    """
     torch.manual_seed(0)
-    generator = UNetGenerator("mobilenetv2_050", decoder_channels=[16, 8, 8, 8, 8], encoder_pad_type="same").eval()
+    generator = UNetGenerator(
+        "mobilenetv2_050", decoder_channels=[16, 8, 8, 8, 8], encoder_pad_type="same", decoder_hints=True
+    ).eval()
     session = ort.InferenceSession(str(export_onnx(generator, tmp_path / ONNX_NAME)))
     for shape in [(1, 4, 64, 64), (2, 4, 37, 101)]:
         x = torch.randn(*shape)
+        x[:, 3] = (x[:, 3] > 1).float()  # a 0/1 mask on ~16 % of the pixels
+        x[:, 1:3] *= x[:, 3:]
         with torch.no_grad():
             expected = generator(x).numpy()
         actual = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]

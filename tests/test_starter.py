@@ -51,3 +51,27 @@ def test_starter_beats_gray_is_colourful_and_follows_hints(starter, photos_dir):
     assert one_hint.means()["psnr"] - plain["psnr"] > 0.5, (plain, one_hint.means())
     assert ten_hints.means()["psnr"] - plain["psnr"] >= 2.0, (plain, ten_hints.means())
     assert ten_hints.far_ab_error_change() <= -0.15
+
+
+def test_training_data_names_every_photo_with_its_licence_and_none_is_a_val_photo(photos_dir):
+    """training_data.tsv beside the starter: source, path, licence class and phash of each training photo."""
+    import csv
+
+    import imagehash
+    from PIL import Image
+
+    table = STARTER_MODEL / "training_data.tsv"
+    if not table.is_file():
+        pytest.skip("this starter predates the photo set and names its photos in its card")
+    with table.open(newline="") as handle:
+        rows = list(csv.DictReader(handle, delimiter="\t"))
+    assert len(rows) >= 10_000
+    for row in rows:
+        assert row["source"] and row["path"] and row["licence"], row
+        assert row["licence_class"] in ("permissive", "research-only"), row
+        assert len(row["phash"]) == 16 and int(row["phash"], 16) >= 0, row
+    assert len({(row["source"], row["path"]) for row in rows}) == len(rows), "each photo once"
+    assert sum(row["folder"] == "train" for row in rows) == len(list((photos_dir / "train").iterdir()))
+    val_hashes = [imagehash.phash(Image.open(path)) for path in sorted((photos_dir / "val").iterdir())]
+    closest = min(imagehash.hex_to_hash(row["phash"]) - val for row in rows for val in val_hashes)
+    assert closest > 8, f"a training photo is within {closest} bits of a val photo"

@@ -165,6 +165,8 @@ def training_script():
         (["--max-minutes", "0"], "--max-minutes must be positive"),
         (["--generator", "pix2pix-unet", "--hint-prob", "0.5"], "trains from scratch without hints"),
         (["--generator", "pix2pix-unet", "--hint-prob", "0", "--init-from", "x"], "drop --init-from"),
+        (["--generator", "pix2pix-unet", "--hint-prob", "0", "--decoder-hints"], "--decoder-hints"),
+        (["--init-from", "x", "--decoder-hints"], "an architecture"),
     ],
 )
 def test_bad_flag_combinations_fail_before_any_work(training_script, tmp_path, capsys, flags, message):
