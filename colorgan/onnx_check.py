@@ -37,7 +37,7 @@ from .models import GENERATOR_INPUT_CHANNELS
 
 ALLOWED_OPS = frozenset(
     """Abs Add AveragePool BatchNormalization Cast Ceil Clip Concat Constant Conv ConvTranspose
-    DequantizeLinear Div Equal Erf Exp Flatten Floor Gather Gelu Gemm GlobalAveragePool GlobalMaxPool
+    DequantizeLinear Div Equal Erf Exp Flatten Floor Gather Gelu Gemm GlobalAveragePool GlobalMaxPool Greater
     GroupNormalization HardSigmoid HardSwish Identity InstanceNormalization LayerNormalization LeakyRelu
     MatMul Max MaxPool Mean Min Mod Mul Neg Pad Pow QuantizeLinear Reciprocal ReduceMax ReduceMean
     ReduceSum Relu Reshape Resize Shape Sigmoid Slice Softmax Split Sqrt Squeeze Sub Sum Tanh Transpose
