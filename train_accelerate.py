@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--decoder-hints", action="store_true",
                        help="also feed the hints, summarised per cell, to every coarse decoder block, so the"
                             " network alone can colour a region from a hint (recommended with a pretrained encoder)")
+    model.add_argument("--hint-spread", type=int, default=0,
+                       help="with --decoder-hints: each decoder cell also hears the hints of the (2N+1)^2 cells"
+                            " around it, so a hint reaches past its own cell (0: its own cell only)")
     model.add_argument("--disc-channels", type=int, default=64, help="width of the PatchGAN's first layer")
     model.add_argument("--disc-layers", type=int, default=3, help="PatchGAN stride-2 layers (3 -> 70x70 patches)")
     model.add_argument("--disc-norm", choices=DISCRIMINATOR_NORMS, default="batch",
@@ -152,9 +155,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.encoder_pretrained and args.encoder_weights:
         parser.error("--encoder-pretrained and --encoder-weights both give encoder weights: use one")
     if args.init_from and (args.encoder_pretrained or args.encoder_weights or args.encoder_pad_type is not None
-                           or args.decoder_hints):
+                           or args.decoder_hints or args.hint_spread):
         parser.error("--init-from already has trained weights and an architecture; drop --encoder-pretrained,"
-                     " --encoder-weights, --encoder-pad-type and --decoder-hints")
+                     " --encoder-weights, --encoder-pad-type, --decoder-hints and --hint-spread")
+    if args.hint_spread and not args.decoder_hints:
+        parser.error("--hint-spread widens the decoder hints: add --decoder-hints")
+    if not 0 <= args.hint_spread <= 8:
+        parser.error("--hint-spread must be between 0 and 8 cells")
     if args.encoder_weights and not Path(args.encoder_weights).is_file():
         parser.error(f"--encoder-weights {args.encoder_weights}: no such file")
     if args.encoder_lr_scale < 0 or args.encoder_frozen_steps < 0:
@@ -222,7 +229,8 @@ def new_generator_with_encoder_weights(args: argparse.Namespace) -> UNetGenerato
     if args.encoder_pretrained:
         rgb_weights = timm_pretrained_encoder(args.encoder, **({"pad_type": pad_type} if pad_type else {}))
     generator = UNetGenerator(args.encoder, False, args.decoder_channels, render_size=whole_photo_render_size(args),
-                              encoder_pad_type=pad_type, decoder_hints=args.decoder_hints)
+                              encoder_pad_type=pad_type, decoder_hints=args.decoder_hints,
+                              hint_spread=args.hint_spread)
     if rgb_weights is not None:
         load_rgb_encoder_weights(generator.encoder, rgb_weights)
     return generator

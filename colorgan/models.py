@@ -58,6 +58,7 @@ CONFIG_LIMITS = {
         int, 1, 4096, length=(1, 8), why="colorgan decoders have 1-8 blocks of 1-4096 channels"
     ),
     "decoder_hints": ConfigLimit(bool),
+    "hint_spread": ConfigLimit(int, 0, 8, why="a hint summary reaches at most 8 cells each way"),
     "dropout": ConfigLimit(float, 0.0, 1.0),  # a probability
     "dropout_blocks": ConfigLimit(int, 0, 8),  # at most one per decoder block
     "render_size": ConfigLimit(int, RENDER_SIZE.low, RENDER_SIZE.high, why="the sizes Colorizer runs at"),
@@ -77,18 +78,23 @@ def pad_to_multiple(x: torch.Tensor, stride: int) -> torch.Tensor:
     return F.pad(x, (0, pad_w, 0, pad_h), mode="replicate") if pad_h or pad_w else x
 
 
-def hint_summary(x: torch.Tensor, reduction: int) -> torch.Tensor:
+def hint_summary(x: torch.Tensor, reduction: int, spread: int = 0) -> torch.Tensor:
     """What the hints say about each reduction x reduction cell of the generator's input.
 
-    (B, 4, H, W) generator input -> (B, 3, H/r, W/r): the mean hint ab over the cell's hinted pixels
-    (0 where it has none) and 1 where the cell has any hint. A mean over the whole cell would shrink a
-    3x3 hint point to 1/30 of its colour at reduction 16; this keeps the colour whole at every scale.
+    (B, 4, H, W) generator input -> (B, 3, H/r, W/r): the mean hint ab over the hinted pixels of the
+    cell, or with `spread` > 0 of the (2 spread + 1)^2 cells around it (0 where there are none), and 1
+    where there is any. A mean over the whole cell would shrink a 3x3 hint point to 1/30 of its colour
+    at reduction 16; this keeps the colour whole at every scale. `spread` hands the decoder the nearest
+    hints' colour beyond the hinted cell, which it then keeps or drops by what the photo shows there.
     """
-    hint_ab, mask = x[:, 1:3], x[:, 3:4]
+    dtype = x.dtype
+    hint_ab, mask = x[:, 1:3].float(), x[:, 3:4].float()  # fp32: coverage of one pixel in 32x32 cells is ~1e-3
     pooled = F.avg_pool2d(torch.cat([hint_ab * mask, mask], dim=1), reduction)  # (B, 3, H/r, W/r)
+    if spread:  # the same mean over the neighbouring cells; the border counts only cells inside the image
+        pooled = F.avg_pool2d(pooled, 2 * spread + 1, stride=1, padding=spread, count_include_pad=False)
     coverage = pooled[:, 2:3]
-    mean_ab = pooled[:, :2] / coverage.clamp_min(1e-4)  # one hinted pixel of 32x32 is ~1e-3
-    return torch.cat([mean_ab, (coverage > 0).to(x.dtype)], dim=1)
+    mean_ab = pooled[:, :2] / coverage.clamp_min(1e-12)
+    return torch.cat([mean_ab, (coverage > 0).float()], dim=1).to(dtype)
 
 
 def conv_bn_relu(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -142,6 +148,9 @@ class UNetGenerator(nn.Module, StrictHubMixin, **HUB_METADATA):
             cell of its scale (`hint_summary`), so a hint can colour a region. Without it hints enter
             only through the encoder's stem, where a pretrained encoder's L weights drown them,
             and the full-resolution skip, whose one 3x3 conv gives only a halo.
+        hint_spread: with decoder_hints, each cell's summary covers the (2 hint_spread + 1)^2 cells
+            around it, so a hint reaches the decoder over a neighbourhood and not its own cell only
+            (at reduction 16 and spread 2, 80x80 px). 0: each cell's own hints.
     """
 
     config_limits = CONFIG_LIMITS
@@ -156,12 +165,16 @@ class UNetGenerator(nn.Module, StrictHubMixin, **HUB_METADATA):
         render_size: int = 512,
         encoder_pad_type: str = "",
         decoder_hints: bool = False,
+        hint_spread: int = 0,
     ):
         super().__init__()
         if encoder_pad_type not in ENCODER_PAD_TYPES:
             raise ValueError(f"encoder_pad_type must be one of {ENCODER_PAD_TYPES}, not {encoder_pad_type!r}")
         self.render_size = render_size
         self.decoder_hints = decoder_hints
+        if hint_spread < 0 or (hint_spread and not decoder_hints):
+            raise ValueError(f"hint_spread must be >= 0 and needs decoder_hints, got {hint_spread}")
+        self.hint_spread = hint_spread
         # pad_type is passed only when set: not every timm family takes it, and "" is their default anyway
         padding = {"pad_type": encoder_pad_type} if encoder_pad_type else {}
         try:
@@ -216,7 +229,7 @@ class UNetGenerator(nn.Module, StrictHubMixin, **HUB_METADATA):
         skip = features.get(reduction)
         if not self.decoder_hints or reduction == 1:
             return skip
-        hints = hint_summary(padded, reduction)  # (B, 3, H/r, W/r)
+        hints = hint_summary(padded, reduction, self.hint_spread)  # (B, 3, H/r, W/r)
         return hints if skip is None else torch.cat([skip, hints], dim=1)
 
 

@@ -107,9 +107,9 @@ def test_generator_every_parameter_receives_a_gradient(encoder_name):
     assert_every_parameter_gets_a_gradient(generator)
 
 
-@pytest.mark.parametrize("encoder_name", ["resnet18", "regnetx_002"])
-def test_generator_with_decoder_hints_has_shapes_and_gradients_everywhere(encoder_name):
-    generator = live_batchnorm(tiny_generator(encoder_name, decoder_hints=True)).train()
+@pytest.mark.parametrize("encoder_name,hint_spread", [("resnet18", 0), ("regnetx_002", 0), ("regnetx_002", 2)])
+def test_generator_with_decoder_hints_has_shapes_and_gradients_everywhere(encoder_name, hint_spread):
+    generator = live_batchnorm(tiny_generator(encoder_name, decoder_hints=True, hint_spread=hint_spread)).train()
     for height, width in ODD_SIZES:
         assert generator(make_generator_input(2, height, width)).shape == (2, 2, height, width)
     x = make_generator_input(2, 33, 35).requires_grad_()
@@ -133,6 +133,27 @@ def test_hint_summary_keeps_each_cells_hint_colour_whole_and_marks_where_hints_a
     others = torch.ones(2, 3, dtype=torch.bool)
     others[0, 0] = others[1, 2] = False
     assert (summary[0].permute(1, 2, 0)[others] == 0).all()  # no hint: no colour, no mark
+
+
+def test_hint_summary_with_spread_gives_the_neighbouring_cells_the_hints_colour():
+    x = torch.zeros(1, 4, 80, 96)  # 5 x 6 cells of 16 px
+    x[0, 1:3, 40, 40] = torch.tensor([0.5, -0.25])  # one pixel in cell (2, 2)
+    x[0, 3, 40, 40] = 1
+    x[0, 1:3, 0:2, 94:96] = torch.tensor([-1.0, 1.0]).view(2, 1, 1)  # 2x2 px in cell (0, 5)
+    x[0, 3, 0:2, 94:96] = 1
+    own, spread = hint_summary(x, 16), hint_summary(x, 16, spread=1)  # (1, 3, 5, 6) each
+    assert own[0, 2].sum() == 2  # each hint marks its own cell only
+    assert spread[0, 2, 1:4, 1:4].all() and spread[0, 2, 0:2, 4:6].all()  # and its neighbours with spread 1
+    assert spread[0, 2].sum() == 9 + 4  # nothing further: (4, 0) and (0, 0) are 2 cells away
+    torch.testing.assert_close(spread[0, :2, 3, 1], torch.tensor([0.5, -0.25]))  # the colour kept whole
+    torch.testing.assert_close(spread[0, :2, 1, 4], torch.tensor([-1.0, 1.0]))
+    # where both reach (spread 2), the mean weighs each hint by its hinted pixels: 1 px against 4
+    torch.testing.assert_close(hint_summary(x, 16, spread=2)[0, :2, 1, 3], (torch.tensor([0.5, -0.25]) + 4 * torch.tensor([-1.0, 1.0])) / 5)
+
+
+def test_hint_spread_needs_decoder_hints():
+    with pytest.raises(ValueError, match="decoder_hints"):
+        tiny_generator("resnet18", hint_spread=1)
 
 
 @pytest.mark.parametrize("decoder_hints", [False, True])

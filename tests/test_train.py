@@ -167,6 +167,8 @@ def training_script():
         (["--generator", "pix2pix-unet", "--hint-prob", "0", "--init-from", "x"], "drop --init-from"),
         (["--generator", "pix2pix-unet", "--hint-prob", "0", "--decoder-hints"], "--decoder-hints"),
         (["--init-from", "x", "--decoder-hints"], "an architecture"),
+        (["--hint-spread", "2"], "--decoder-hints"),
+        (["--decoder-hints", "--hint-spread", "9"], "between 0 and 8"),
     ],
 )
 def test_bad_flag_combinations_fail_before_any_work(training_script, tmp_path, capsys, flags, message):
