@@ -14,7 +14,7 @@ Plans:
 - `encoder`: random encoder against the imported ImageNet one, its padding, and the encoder
   learning-rate policy (full, 0.1x, frozen for the first 300 steps). L1 only.
 - `hints`: how hints reach an ImageNet encoder's U-Net: through the stem only, or also summarised
-  per cell at every coarse decoder block (`--decoder-hints`). L1 only.
+  per cell at every coarse decoder block (`--decoder-hints`), and over 5x5 cells (`--hint-spread 2`). L1 only.
 - `gan`: the GAN phase from one L1-trained generator (`--init-from`): lambda (the L1 weight against
   the GAN loss) and the crop size.
 """
@@ -44,6 +44,9 @@ def plans(args: argparse.Namespace) -> dict[str, dict[str, list[str]]]:
     hints = {
         "ImageNet, hints through the stem": [*imported, "--encoder-pad-type", "same"],
         "ImageNet, decoder hints": [*imported, "--encoder-pad-type", "same", "--decoder-hints"],
+        "ImageNet, decoder hints spread 2 cells": [
+            *imported, "--encoder-pad-type", "same", "--decoder-hints", "--hint-spread", "2",
+        ],
     }
     for name in hints:
         hints[name] += ["--pretrain-steps", str(args.steps)]
