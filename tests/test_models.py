@@ -238,6 +238,7 @@ def test_generator_config_round_trips_every_constructor_argument(encoder_name, t
         render_size=320,
         encoder_pad_type=PAD_TYPES[encoder_name],
         decoder_hints=True,
+        hint_spread=2,
     )
     assert set(arguments) == set(inspect.signature(UNetGenerator.__init__).parameters) - {"self"}
     UNetGenerator(**arguments).save_pretrained(tmp_path / "first")
