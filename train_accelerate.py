@@ -39,7 +39,7 @@ from colorgan.color import model_space_to_rgb, rgb_to_model_space
 from colorgan.data import SKIP_REASONS, collate, load_validation_images, open_stream, random_resized_crop, training_stream
 from colorgan.encoders import load_rgb_encoder_weights, read_encoder_file, timm_pretrained_encoder
 from colorgan.hints import generator_input, sample_training_hints
-from colorgan.losses import GAN_LOSSES, discriminator_loss, generator_adversarial_loss
+from colorgan.losses import GAN_LOSSES, chroma_weighted_l1, discriminator_loss, generator_adversarial_loss
 from colorgan.metrics import colorfulness, psnr, ssim
 from colorgan.models import DISCRIMINATOR_NORMS, ENCODER_PAD_TYPES, PatchDiscriminator, Pix2PixUNet, UNetGenerator
 
@@ -111,6 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--adam-beta2", type=float, default=0.999, help="Adam beta2")
     train.add_argument("--gan-loss", choices=GAN_LOSSES, default="vanilla", help="adversarial loss")
     train.add_argument("--lambda-l1", type=float, default=100.0, help="weight of L1 against the GAN loss")
+    train.add_argument("--l1-chroma-weight", type=float, default=0.0,
+                       help="weight each pixel's L1 by 1 + this x its true chroma (|ab| / 110), so dull guesses on"
+                            " colourful pixels cost more; 0 is plain L1")
     train.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping; 0 disables it")
     train.add_argument("--hint-prob", type=float, default=0.5, help="share of images given simulated colour hints")
     train.add_argument("--ema-decay", type=float, default=0.999, help="EMA of generator weights (the exported copy)")
@@ -144,6 +147,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--resolution must be at least 32")
     if not 0 <= args.hint_prob <= 1:
         parser.error("--hint-prob must be between 0 and 1")
+    if not 0 <= args.l1_chroma_weight <= 100:  # NaN fails the comparison too
+        parser.error("--l1-chroma-weight must be between 0 and 100")
     if not 0 <= args.ema_decay < 1:
         parser.error("--ema-decay must be in [0, 1)")
     if min(args.batch_size, args.checkpoint_every, args.val_every, args.keep_checkpoints, args.val_count) < 1:
@@ -350,7 +355,7 @@ def training_step(accelerator: Accelerator, args: argparse.Namespace, phase: str
         inputs = inputs.contiguous(memory_format=torch.channels_last)
     with accelerator.accumulate(generator, discriminator):
         fake_ab = generator(inputs).float()
-        losses = {"l1": (fake_ab - real_ab).abs().mean()}
+        losses = {"l1": chroma_weighted_l1(fake_ab, real_ab, args.l1_chroma_weight)}
         if phase == "gan":
             # D: real (L, ab) pairs against generated ones
             losses["d"] = discriminator_loss(

@@ -169,6 +169,8 @@ def training_script():
         (["--init-from", "x", "--decoder-hints"], "an architecture"),
         (["--hint-spread", "2"], "--decoder-hints"),
         (["--decoder-hints", "--hint-spread", "9"], "between 0 and 8"),
+        (["--l1-chroma-weight", "-1"], "--l1-chroma-weight must be between 0 and 100"),
+        (["--l1-chroma-weight", "nan"], "--l1-chroma-weight must be between 0 and 100"),
     ],
 )
 def test_bad_flag_combinations_fail_before_any_work(training_script, tmp_path, capsys, flags, message):
