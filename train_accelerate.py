@@ -41,7 +41,7 @@ from colorgan.encoders import load_rgb_encoder_weights, read_encoder_file, timm_
 from colorgan.hints import generator_input, sample_training_hints
 from colorgan.losses import GAN_LOSSES, chroma_weighted_l1, discriminator_loss, generator_adversarial_loss
 from colorgan.metrics import colorfulness, psnr, ssim
-from colorgan.models import DISCRIMINATOR_NORMS, ENCODER_PAD_TYPES, PatchDiscriminator, Pix2PixUNet, UNetGenerator
+from colorgan.models import CONFIG_LIMITS, DISCRIMINATOR_NORMS, ENCODER_PAD_TYPES, PatchDiscriminator, Pix2PixUNet, UNetGenerator
 
 STATE_FILE = "training_state.json"  # step, phase, epoch, images seen, skip counts: beside accelerate's state
 
@@ -165,8 +165,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                      " --encoder-weights, --encoder-pad-type, --decoder-hints and --hint-spread")
     if args.hint_spread and not args.decoder_hints:
         parser.error("--hint-spread widens the decoder hints: add --decoder-hints")
-    if not 0 <= args.hint_spread <= 8:
-        parser.error("--hint-spread must be between 0 and 8 cells")
+    spread_limit = CONFIG_LIMITS["hint_spread"]  # the bound config.json is checked against
+    if not spread_limit.low <= args.hint_spread <= spread_limit.high:
+        parser.error(f"--hint-spread must be between {spread_limit.low} and {spread_limit.high} cells")
     if args.encoder_weights and not Path(args.encoder_weights).is_file():
         parser.error(f"--encoder-weights {args.encoder_weights}: no such file")
     if args.encoder_lr_scale < 0 or args.encoder_frozen_steps < 0:
