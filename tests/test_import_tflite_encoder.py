@@ -64,3 +64,32 @@ def test_saved_encoder_is_what_the_generator_starts_from(converted):
     generator = UNetGenerator("mobilenetv2_100", encoder_pad_type="same")
     load_rgb_encoder_weights(generator.encoder, weights)  # strict: every tensor fits
     assert torch.isfinite(generator.encoder.conv_stem.weight).all()
+
+
+def test_probe_of_encoder_knowledge_tells_a_kept_encoder_from_a_rewritten_one(converted, tmp_path):
+    """scripts/probe_encoder_knowledge.py: the untouched start agrees 100 %, a rewritten last stage does not."""
+    from safetensors.torch import save_file
+    spec = importlib.util.spec_from_file_location("probe_encoder_knowledge", REPO / "scripts" / "probe_encoder_knowledge.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+
+    torch.manual_seed(0)
+    kept = UNetGenerator("mobilenetv2_100", encoder_pad_type="same")
+    load_rgb_encoder_weights(kept.encoder, read_encoder_file(converted))
+    kept.save_pretrained(tmp_path / "kept")
+    rewritten = {f"encoder.{key}": value.clone() for key, value in kept.encoder.state_dict().items()}
+    for key, value in rewritten.items():  # the deepest stage, as long training on gray crops changes it
+        if key.startswith("encoder.blocks.6.") and key.endswith(".weight") and value.ndim == 4:
+            value.add_(torch.randn_like(value) * value.std())
+    (tmp_path / "rewritten").mkdir()
+    save_file(rewritten, str(tmp_path / "rewritten" / "model.safetensors"))
+
+    results = probe.main(probe.parse_args([
+        str(tmp_path / "kept"), str(tmp_path / "rewritten"), "--encoder", str(converted),
+        "--photos", str(EXAMPLES), "--calibration-photos", str(EXAMPLES)]))
+    assert results[str(tmp_path / "kept")]["agreement"] == 100
+    assert results[str(tmp_path / "kept")]["correlation"] > 0.999
+    assert results[str(tmp_path / "rewritten")]["correlation"] < 0.95, results
+    with pytest.raises(SystemExit):
+        probe.parse_args([str(tmp_path / "missing"), "--encoder", str(converted), "--photos", str(EXAMPLES),
+                          "--calibration-photos", str(EXAMPLES)])
