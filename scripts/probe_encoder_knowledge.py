@@ -20,11 +20,9 @@ from pathlib import Path
 import numpy as np
 import timm
 import torch
-from PIL import Image
 from safetensors.torch import load_file
 
 from colorgan import UNetGenerator
-from colorgan.color import rgb_to_model_space
 from colorgan.encoders import load_rgb_encoder_weights, read_encoder_file
 from colorgan.hints import generator_input
 
@@ -43,19 +41,9 @@ def _import_script():
     return module
 
 
-def gray_model_input(paths: list[Path]) -> torch.Tensor:
-    """Centre 224 px squares of the photos, as the generator sees them: (N, 4, 224, 224), L and no hints."""
-    squares = []
-    for path in paths:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-        scale = SIDE / min(image.size)
-        image = image.resize((max(SIDE, round(image.width * scale)), max(SIDE, round(image.height * scale))),
-                             Image.Resampling.BILINEAR)
-        left, top = (image.width - SIDE) // 2, (image.height - SIDE) // 2
-        image = image.crop((left, top, left + SIDE, top + SIDE))
-        squares.append(torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).float() / 255)
-    l_norm, _ = rgb_to_model_space(torch.stack(squares))
+def gray_model_input(importer, paths: list[Path]) -> torch.Tensor:
+    """Centre 224 px squares of the photos as the generator sees them: (N, 4, 224, 224), L and no hints."""
+    l_norm = importer.gray_batch(paths, SIDE)[:, :1]  # the importer's calibration input, (N, 1, 224, 224)
     return generator_input(l_norm)
 
 
@@ -116,7 +104,7 @@ def main(args: argparse.Namespace) -> dict[str, dict[str, float]]:
     full = importer.convert(TFLITE, calibration, pad_type="same")
     head = {key: value for key, value in full.state_dict().items() if key.startswith(HEAD_PREFIXES)}
     photos = sorted(path for path in args.photos.iterdir() if path.suffix.lower() in PHOTO_SUFFIXES)
-    inputs = gray_model_input(photos)  # (N, 4, 224, 224)
+    inputs = gray_model_input(importer, photos)  # (N, 4, 224, 224)
     results = {}
     with torch.no_grad():
         start = classifier_on(starting_encoder(args.encoder), head)(inputs)
