@@ -29,15 +29,13 @@ from hub_card import CardFacts
 ADDED_FACTS = ("steps", "pretrain_steps", "gan_steps", "images_seen", "wall_time_seconds")
 
 
-def average_state_dicts(state_dicts: list[dict[str, torch.Tensor]], weights: list[float]) -> dict[str, torch.Tensor]:
+def average_state_dicts(state_dicts: list[dict[str, torch.Tensor]], shares: list[float]) -> dict[str, torch.Tensor]:
     """The weighted mean of floating-point tensors (in fp32, cast back), other tensors from the first.
 
     Args:
         state_dicts: the ingredients' state dicts, with the same keys and shapes.
-        weights: one non-negative weight per state dict, not all zero; normalised to sum to 1.
+        shares: one non-negative weight per state dict, summing to 1.
     """
-    total = sum(weights)
-    shares = [weight / total for weight in weights]
     averaged = {}
     for key, first in state_dicts[0].items():
         if first.is_floating_point():
@@ -92,12 +90,12 @@ def main(args: argparse.Namespace) -> Path:
                                   f"config.json differs in {', '.join(differing)}")
     generator_class = generator_class_for(configs[0])
     models = [generator_class.from_pretrained(str(path)) for path in args.models]
+    shares = [weight / sum(args.weights) for weight in args.weights]
     averaged = models[0]
-    averaged.load_state_dict(average_state_dicts([model.state_dict() for model in models], args.weights))
+    averaged.load_state_dict(average_state_dicts([model.state_dict() for model in models], shares))
     args.output_dir.mkdir(parents=True, exist_ok=True)
     averaged.save_pretrained(args.output_dir)
-    total = sum(args.weights)
-    combined_facts(args.models, [w / total for w in args.weights]).save(args.output_dir)
+    combined_facts(args.models, shares).save(args.output_dir)
     return args.output_dir
 
 

@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import timm
 import torch
-from safetensors.torch import load_file
 
 from colorgan import UNetGenerator
 from colorgan.encoders import load_rgb_encoder_weights, read_encoder_file
@@ -63,11 +62,10 @@ def starting_encoder(encoder_file: Path) -> dict[str, torch.Tensor]:
 
 
 def generator_encoder(model_dir: Path) -> dict[str, torch.Tensor]:
-    """The `encoder.*` tensors of a saved colorgan generator, with timm's own key names."""
-    weights = load_file(str(model_dir / "model.safetensors"))
-    encoder = {key.removeprefix("encoder."): value for key, value in weights.items() if key.startswith("encoder.")}
+    """The encoder of a saved colorgan generator (loaded strictly and checked, as the Colorizer loads it)."""
+    encoder = UNetGenerator.from_pretrained(str(model_dir)).encoder.state_dict()
     if "conv_stem.weight" not in encoder:
-        raise ValueError(f"{model_dir} has no MobileNetV2 encoder (no encoder.conv_stem.weight)")
+        raise ValueError(f"{model_dir} has no MobileNetV2 encoder (no conv_stem)")
     return encoder
 
 
