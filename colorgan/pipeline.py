@@ -73,11 +73,6 @@ def render_shape(width: int, height: int, render_size: int) -> tuple[int, int]:
     scale = min(1.0, render_size / max(width, height))
     return max(1, round(width * scale)), max(1, round(height * scale))
 
-def render_shape(width: int, height: int, render_size: int) -> tuple[int, int]:
-    """(width, height) the generator sees: long side `render_size`, never upscaled."""
-    scale = min(1.0, render_size / max(width, height))
-    return max(1, round(width * scale)), max(1, round(height * scale))
-
 
 class Colorizer:
     """Colorizes photos with a trained `UNetGenerator` (or the reference `Pix2PixUNet`).

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from colorgan.checkpoint import STARTER_MODEL
+from colorgan.checkpoint import FACTS_NAME, STARTER_MODEL
 from hub_card import CardFacts, Evaluation, write_model_card
 
 REPO_ID = "colorgan/colorgan-starter"
@@ -34,8 +34,9 @@ def main() -> None:
     parser.add_argument("--grid", type=Path, default=Path("docs/eval/grid.jpg"), help="eval grid to shrink for the card")
     parser.add_argument("--hardware", help="describe the training hardware for the card")
     parser.add_argument("--dataset-name", help="name the training data for the card (instead of the run's local path)")
-    parser.add_argument("--continued-from", type=Path,
-                        help="the run that run_dir fine-tuned (--init-from): its steps, images and time are added")
+    parser.add_argument("--continued-from", type=Path, action="append", default=[],
+                        help="a run that run_dir grew from (--init-from): its steps, images and time are added;"
+                             " repeat it once per earlier stage, the one run_dir fine-tuned first, then its parent")
     parser.add_argument("--compare", action="append", default=[], metavar="LABEL=NAME",
                         help="also list the summary's run LABEL in the card's table as NAME (e.g. a reference"
                              " recipe trained for the same time); repeatable")
@@ -50,27 +51,17 @@ def main() -> None:
     if (args.run_dir is None) != args.card_only:
         parser.error("give a run_dir, or --card-only to re-render the bundled model's card")
 
-    STARTER_MODEL.mkdir(parents=True, exist_ok=True)
-    if not args.card_only:
-        for name in ("config.json", "model.safetensors"):
-            shutil.copyfile(args.run_dir / name, STARTER_MODEL / name)
-
     facts = CardFacts.load(STARTER_MODEL if args.card_only else args.run_dir)
     if args.hardware:
         facts.hardware = args.hardware
     if args.dataset_name:
         facts.args = {**facts.args, "dataset": args.dataset_name}
     if args.continued_from:  # the card describes the whole lineage, not only the last stage
-        earlier = CardFacts.load(args.continued_from)
-        facts.steps += earlier.steps
-        facts.pretrain_steps += earlier.pretrain_steps
-        facts.gan_steps += earlier.gan_steps
-        facts.images_seen += earlier.images_seen
-        facts.wall_time_seconds += earlier.wall_time_seconds
-        facts.args = {**facts.args, "init_from": None, "continued_from": {
-            "output_dir": earlier.args.get("output_dir"), "max_steps": earlier.args.get("max_steps"),
-            "pretrain_steps": earlier.args.get("pretrain_steps"), "hint_prob": earlier.args.get("hint_prob"),
-            "seed": earlier.args.get("seed")}}
+        facts = merge_lineage(facts, [load_stage(stage) for stage in args.continued_from])
+    STARTER_MODEL.mkdir(parents=True, exist_ok=True)  # checks done: from here on the starter's folder is written
+    if not args.card_only:
+        for name in ("config.json", "model.safetensors"):
+            shutil.copyfile(args.run_dir / name, STARTER_MODEL / name)
     if args.training_data:
         facts.training_data = count_training_data(args.training_data)
         if args.training_data.resolve() != (STARTER_MODEL / "training_data.tsv").resolve():
@@ -97,6 +88,41 @@ def main() -> None:
         grid.convert("RGB").save(STARTER_MODEL / GRID_NAME, quality=85)
         facts.sample_grid = GRID_NAME
     print(write_model_card(STARTER_MODEL, REPO_ID, facts))
+
+
+LINEAGE_ARGS = ("output_dir", "init_from", "max_steps", "pretrain_steps", "lambda_l1", "l1_chroma_weight",
+                "encoder_lr_scale", "hint_prob", "resolution", "dataset", "seed")  # what the card keeps of each stage
+
+
+def load_stage(folder: Path) -> CardFacts:
+    """An earlier stage's facts; a folder without a finished run's counts is refused by name."""
+    stage = CardFacts.load(folder)
+    if None in (stage.steps, stage.pretrain_steps, stage.gan_steps, stage.images_seen, stage.wall_time_seconds):
+        raise SystemExit(f"--continued-from {folder}: its {FACTS_NAME} has no steps, images seen or wall time:"
+                         " give the output folder of a finished run")
+    return stage
+
+
+def merge_lineage(facts: CardFacts, earlier: list[CardFacts]) -> CardFacts:
+    """The last stage's facts with its earlier stages' steps, images and time added.
+
+    Args:
+        facts: the last stage (the run being packaged).
+        earlier: its earlier stages, newest first: the run it fine-tuned, then that run's parent, ...
+
+    Returns:
+        The facts of the whole lineage: summed counts, `init_from` cleared (no published parent) and
+        `continued_from` listing each earlier stage's main arguments, oldest first.
+    """
+    for stage in earlier:
+        facts.steps += stage.steps
+        facts.pretrain_steps += stage.pretrain_steps
+        facts.gan_steps += stage.gan_steps
+        facts.images_seen += stage.images_seen
+        facts.wall_time_seconds += stage.wall_time_seconds
+    stages = [{key: stage.args.get(key) for key in LINEAGE_ARGS} for stage in reversed(earlier)]
+    facts.args = {**facts.args, "init_from": None, "continued_from": stages}
+    return facts
 
 
 def count_training_data(tsv: Path) -> list[dict]:
