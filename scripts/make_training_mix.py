@@ -8,7 +8,8 @@
 `train_accelerate.py --dataset FOLDER` shuffles a folder's files, so a photo linked N times is seen N
 times as often: that is how a mix leans towards the scenes of `shared/photos/train` without copying a
 photo. A source (the manifest's `source` column, or `train` for a whole folder) that no option names
-is left out unless `--rest` gives it a default repeat. The output holds one link per sample, named
+is left out unless `--rest` gives it a default repeat. `--hold-out FILE` leaves out the photos it
+names (one file name per line), e.g. a set kept aside to tune settings on photos no model saw. The output holds one link per sample, named
 `<copy>__<file>`, and `training_data.tsv`: the manifest's rows of the photos used, each once, with a
 `copies` column. That file is what a starter trained on the mix ships as its `training_data.tsv`.
 The folder is written as `<output>.partial` and renamed into place, so a failed run leaves an
@@ -111,6 +112,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rest", type=int, default=0,
                         help="copies of each photo of a source no option names (0 leaves it out)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the subsets")
+    parser.add_argument("--hold-out", type=Path, metavar="FILE",
+                        help="leave out the photos this file names (the manifest's `file`, one per line), before any subset is drawn")
     args = parser.parse_args(argv)
     if args.rest < 0:
         parser.error("--rest cannot be negative")
@@ -128,6 +131,14 @@ def main(argv: list[str] | None = None) -> None:
         fieldnames = list(reader.fieldnames or [])
     if not {"file", "folder", "source"} <= set(fieldnames):
         raise SystemExit(f"{args.manifest}: want the columns file, folder and source (a photo set manifest)")
+    if args.hold_out:
+        if not args.hold_out.is_file():
+            parser.error(f"--hold-out {args.hold_out}: no such file")
+        held = {line.strip() for line in args.hold_out.read_text().splitlines() if line.strip()}
+        unknown = sorted(held - {row["file"] for row in rows})
+        if unknown:
+            raise SystemExit(f"--hold-out {args.hold_out}: {len(unknown)} names not in the manifest, e.g. {unknown[0]}")
+        rows = [row for row in rows if row["file"] not in held]
     plan = plan_mix(rows, parse_counts(args.repeat, "--repeat"), parse_counts(args.subset, "--subset"), args.rest, args.seed)
     if not plan:
         raise SystemExit("the mix would be empty: name sources with --repeat or --subset, or give --rest")

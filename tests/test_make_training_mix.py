@@ -107,3 +107,15 @@ def test_a_missing_photo_is_named_and_nothing_is_replaced(photo_set, tmp_path: P
     with pytest.raises(SystemExit, match="t1.jpg: photo of the manifest not found"):
         run(photo_set, output, "--repeat", "train=2")
     assert len(read_mix(output)) == 2 and not output.with_name("mix.partial").exists()
+
+
+def test_hold_out_leaves_named_photos_out_and_refuses_unknown_names(photo_set, tmp_path: Path):
+    held = tmp_path / "held.txt"
+    held.write_text("faces__0.jpg\nobjects__3.jpg\n\n")
+    run(photo_set, tmp_path / "mix", "--rest", "1", "--hold-out", str(held))
+    files = {row["file"] for row in read_mix(tmp_path / "mix")}
+    assert len(files) == 14 and not files & {"faces__0.jpg", "objects__3.jpg"}
+    assert not any(link.name.endswith(("faces__0.jpg", "objects__3.jpg")) for link in (tmp_path / "mix").iterdir())
+    held.write_text("faces__0.jpg\nnot-a-photo.jpg\n")
+    with pytest.raises(SystemExit, match="1 names not in the manifest, e.g. not-a-photo.jpg"):
+        run(photo_set, tmp_path / "mix", "--rest", "1", "--hold-out", str(held))
