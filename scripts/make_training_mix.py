@@ -9,8 +9,8 @@
 times as often: that is how a mix leans towards the scenes of `shared/photos/train` without copying a
 photo. A source (the manifest's `source` column, or `train` for a whole folder) that no option names
 is left out unless `--rest` gives it a default repeat. `--hold-out FILE` leaves out the photos it
-names (one file name per line), e.g. a set kept aside to tune settings on photos no model saw. The output holds one link per sample, named
-`<copy>__<file>`, and `training_data.tsv`: the manifest's rows of the photos used, each once, with a
+names (one file name per line), e.g. a set kept aside to tune settings on photos no model saw. The
+output holds one link per sample, named `<copy>__<file>`, and `training_data.tsv`: the manifest's rows of the photos used, each once, with a
 `copies` column. That file is what a starter trained on the mix ships as its `training_data.tsv`.
 The folder is written as `<output>.partial` and renamed into place, so a failed run leaves an
 earlier mix as it was.
@@ -36,6 +36,15 @@ def parse_counts(pairs: list[str], option: str) -> dict[str, int]:
             raise SystemExit(f"{option} {pair}: want SOURCE=N with N a positive integer")
         counts[key] = int(value)
     return counts
+
+
+def read_hold_out(path: Path, rows: list[dict]) -> set[str]:
+    """The file names `path` lists (one per line), each checked against the manifest's `file` column."""
+    held = {line.strip() for line in path.read_text().splitlines() if line.strip()}
+    unknown = sorted(held - {row["file"] for row in rows})
+    if unknown:
+        raise SystemExit(f"--hold-out {path}: {len(unknown)} names not in the manifest, e.g. {unknown[0]}")
+    return held
 
 
 def plan_mix(rows: list[dict], repeats: dict[str, int], subsets: dict[str, int], rest: int, seed: int) -> list[tuple[dict, int]]:
@@ -113,7 +122,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="copies of each photo of a source no option names (0 leaves it out)")
     parser.add_argument("--seed", type=int, default=0, help="seeds the subsets")
     parser.add_argument("--hold-out", type=Path, metavar="FILE",
-                        help="leave out the photos this file names (the manifest's `file`, one per line), before any subset is drawn")
+                        help="leave out the photos this file names (the manifest's `file`, one per line)"
+                             " before any subset is drawn")
     args = parser.parse_args(argv)
     if args.rest < 0:
         parser.error("--rest cannot be negative")
@@ -134,10 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.hold_out:
         if not args.hold_out.is_file():
             parser.error(f"--hold-out {args.hold_out}: no such file")
-        held = {line.strip() for line in args.hold_out.read_text().splitlines() if line.strip()}
-        unknown = sorted(held - {row["file"] for row in rows})
-        if unknown:
-            raise SystemExit(f"--hold-out {args.hold_out}: {len(unknown)} names not in the manifest, e.g. {unknown[0]}")
+        held = read_hold_out(args.hold_out, rows)
         rows = [row for row in rows if row["file"] not in held]
     plan = plan_mix(rows, parse_counts(args.repeat, "--repeat"), parse_counts(args.subset, "--subset"), args.rest, args.seed)
     if not plan:
