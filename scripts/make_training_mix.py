@@ -9,7 +9,9 @@
 times as often: that is how a mix leans towards the scenes of `shared/photos/train` without copying a
 photo. A source (the manifest's `source` column, or `train` for a whole folder) that no option names
 is left out unless `--rest` gives it a default repeat. `--hold-out FILE` leaves out the photos it
-names (one file name per line), e.g. a set kept aside to tune settings on photos no model saw. The
+names (one file name per line), e.g. a set kept aside to tune settings on photos no model saw.
+`--boost FILE=N` links each photo FILE names N more times, whatever its source's option says: e.g.
+the photos `scripts/find_foliage_photos.py` lists, so a mix leans towards green vegetation. The
 output holds one link per sample, named `<copy>__<file>`, and `training_data.tsv`: the manifest's rows of the photos used, each once, with a
 `copies` column. That file is what a starter trained on the mix ships as its `training_data.tsv`.
 The folder is written as `<output>.partial` and renamed into place, so a failed run leaves an
@@ -33,18 +35,68 @@ def parse_counts(pairs: list[str], option: str) -> dict[str, int]:
     for pair in pairs:
         key, _, value = pair.rpartition("=")
         if not key or not value.isdigit() or int(value) < 1:
-            raise SystemExit(f"{option} {pair}: want SOURCE=N with N a positive integer")
+            raise SystemExit(f"{option} {pair}: want NAME=N with N a positive integer")
         counts[key] = int(value)
     return counts
 
 
-def read_hold_out(path: Path, rows: list[dict]) -> set[str]:
+def read_name_list(path: Path, rows: list[dict], option: str) -> set[str]:
     """The file names `path` lists (one per line), each checked against the manifest's `file` column."""
-    held = {line.strip() for line in path.read_text().splitlines() if line.strip()}
-    unknown = sorted(held - {row["file"] for row in rows})
+    if not path.is_file():
+        raise SystemExit(f"{option} {path}: no such file")
+    names = {line.strip() for line in path.read_text().splitlines() if line.strip()}
+    unknown = sorted(names - {row["file"] for row in rows})
     if unknown:
-        raise SystemExit(f"--hold-out {path}: {len(unknown)} names not in the manifest, e.g. {unknown[0]}")
-    return held
+        raise SystemExit(f"{option} {path}: {len(unknown)} names not in the manifest, e.g. {unknown[0]}")
+    return names
+
+
+def parse_folders(pairs: list[str]) -> dict[str, Path]:
+    """["NAME=PATH", ...] -> {NAME: PATH}: where the photos of the manifest's `folder` NAME lie."""
+    folders = {}
+    for pair in pairs:
+        name, _, path = pair.partition("=")
+        if not name or not path or not Path(path).is_dir():
+            raise SystemExit(f"--folder {pair}: want NAME=PATH with PATH an existing folder")
+        folders[name] = Path(path)
+    return folders
+
+
+def check_folders(rows: list[dict], folders: dict[str, Path]) -> None:
+    """Refuses rows whose manifest `folder` has no --folder."""
+    missing = sorted({row["folder"] for row in rows} - set(folders))
+    if missing:
+        raise SystemExit(f"no --folder for {', '.join(missing)}: say where its photos are, e.g. --folder {missing[0]}=PATH")
+
+
+def photo_path(row: dict, folders: dict[str, Path]) -> Path:
+    """Where a manifest row's photo lies; refuses one that is not there."""
+    path = folders[row["folder"]] / row["file"]
+    if not path.is_file():
+        raise SystemExit(f"{path}: photo of the manifest not found (rebuild the photo set, or fix --folder)")
+    return path
+
+
+def read_manifest(path: Path) -> tuple[list[dict], list[str]]:
+    """The photo set manifest's rows and column names; refuses a file without file, folder and source."""
+    if not path.is_file():
+        raise SystemExit(f"{path}: no such manifest")
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle, delimiter="\t")
+        rows = list(reader)
+        fieldnames = list(reader.fieldnames or [])
+    if not {"file", "folder", "source"} <= set(fieldnames):
+        raise SystemExit(f"{path}: want the columns file, folder and source (a photo set manifest)")
+    return rows, fieldnames
+
+
+def add_boosts(plan: list[tuple[dict, int]], rows: list[dict], boosts: dict[str, int]) -> list[tuple[dict, int]]:
+    """`plan` with `boosts[file]` more copies of each named row (added to the plan if it was not in it)."""
+    copies = {id(row): count for row, count in plan}
+    for row in rows:
+        if row["file"] in boosts:
+            copies[id(row)] = copies.get(id(row), 0) + boosts[row["file"]]
+    return [(row, copies[id(row)]) for row in rows if id(row) in copies]
 
 
 def plan_mix(rows: list[dict], repeats: dict[str, int], subsets: dict[str, int], rest: int, seed: int) -> list[tuple[dict, int]]:
@@ -83,18 +135,17 @@ def plan_mix(rows: list[dict], repeats: dict[str, int], subsets: dict[str, int],
 
 def write_mix(plan: list[tuple[dict, int]], folders: dict[str, Path], fieldnames: list[str], output: Path) -> int:
     """Links and `training_data.tsv` into `<output>.partial`, then renamed to `output`; returns the link count."""
-    missing = sorted({row["folder"] for row, _ in plan} - set(folders))
-    if missing:
-        raise SystemExit(f"no --folder for {', '.join(missing)}: say where its photos are, e.g. --folder {missing[0]}=PATH")
+    check_folders([row for row, _ in plan], folders)
     partial = output.with_name(output.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     links = 0
     for row, copies in plan:
-        source = (folders[row["folder"]] / row["file"]).resolve()
-        if not source.is_file():
+        try:
+            source = photo_path(row, folders).resolve()
+        except SystemExit:
             shutil.rmtree(partial)
-            raise SystemExit(f"{source}: photo of the manifest not found (rebuild the photo set, or fix --folder)")
+            raise
         for copy in range(copies):
             (partial / f"{copy:02d}__{row['file']}").symlink_to(source)
             links += 1
@@ -124,29 +175,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hold-out", type=Path, metavar="FILE",
                         help="leave out the photos this file names (the manifest's `file`, one per line)"
                              " before any subset is drawn")
+    parser.add_argument("--boost", action="append", default=[], metavar="FILE=N",
+                        help="link each photo FILE names (one per line) N more times, whatever its source's"
+                             " option; held-out photos stay out; repeatable")
     args = parser.parse_args(argv)
     if args.rest < 0:
         parser.error("--rest cannot be negative")
-    folders = {}
-    for pair in args.folder:
-        name, _, path = pair.partition("=")
-        if not name or not path or not Path(path).is_dir():
-            parser.error(f"--folder {pair}: want NAME=PATH with PATH an existing folder")
-        folders[name] = Path(path)
-    if not args.manifest.is_file():
-        parser.error(f"{args.manifest}: no such manifest")
-    with args.manifest.open(newline="") as handle:
-        reader = csv.DictReader(handle, delimiter="\t")
-        rows = list(reader)
-        fieldnames = list(reader.fieldnames or [])
-    if not {"file", "folder", "source"} <= set(fieldnames):
-        raise SystemExit(f"{args.manifest}: want the columns file, folder and source (a photo set manifest)")
+    folders = parse_folders(args.folder)
+    rows, fieldnames = read_manifest(args.manifest)
+    boosts: dict[str, int] = {}
+    for list_file, copies in parse_counts(args.boost, "--boost").items():
+        for name in read_name_list(Path(list_file), rows, "--boost"):
+            boosts[name] = boosts.get(name, 0) + copies
     if args.hold_out:
-        if not args.hold_out.is_file():
-            parser.error(f"--hold-out {args.hold_out}: no such file")
-        held = read_hold_out(args.hold_out, rows)
+        held = read_name_list(args.hold_out, rows, "--hold-out")
         rows = [row for row in rows if row["file"] not in held]
     plan = plan_mix(rows, parse_counts(args.repeat, "--repeat"), parse_counts(args.subset, "--subset"), args.rest, args.seed)
+    plan = add_boosts(plan, rows, boosts)
     if not plan:
         raise SystemExit("the mix would be empty: name sources with --repeat or --subset, or give --rest")
     links = write_mix(plan, folders, fieldnames, args.output)

@@ -42,9 +42,10 @@ def main() -> None:
                              " recipe trained for the same time); repeatable")
     parser.add_argument("--compare-summary", type=Path,
                         help="colorgan eval --summary-json holding the --compare runs (default: summary_json)")
-    parser.add_argument("--training-data", type=Path,
+    parser.add_argument("--training-data", type=Path, action="append", default=[],
                         help="training_data.tsv (source, licence_class per photo): counted by source and licence"
-                             " class in the card, and copied beside the model")
+                             " class in the card, and copied beside the model; repeat it once per stage, in the"
+                             " order of the stages (run_dir's, then each --continued-from's), to ship their union")
     parser.add_argument("--card-only", action="store_true",
                         help="keep the bundled weights and facts; only replace its evaluations (e.g. a new hint curve)")
     args = parser.parse_args()
@@ -56,16 +57,21 @@ def main() -> None:
         facts.hardware = args.hardware
     if args.dataset_name:
         facts.args = {**facts.args, "dataset": args.dataset_name}
+    if len(args.training_data) > 1 and len(args.training_data) != 1 + len(args.continued_from):
+        parser.error("give --training-data once, or once per stage: run_dir's, then each --continued-from's")
     if args.continued_from:  # the card describes the whole lineage, not only the last stage
         facts = merge_lineage(facts, [load_stage(stage) for stage in args.continued_from])
     STARTER_MODEL.mkdir(parents=True, exist_ok=True)  # checks done: from here on the starter's folder is written
     if not args.card_only:
         for name in ("config.json", "model.safetensors"):
             shutil.copyfile(args.run_dir / name, STARTER_MODEL / name)
-    if args.training_data:
-        facts.training_data = count_training_data(args.training_data)
-        if args.training_data.resolve() != (STARTER_MODEL / "training_data.tsv").resolve():
-            shutil.copyfile(args.training_data, STARTER_MODEL / "training_data.tsv")
+    if len(args.training_data) == 1:
+        facts.training_data = count_training_data(args.training_data[0])
+        if args.training_data[0].resolve() != (STARTER_MODEL / "training_data.tsv").resolve():
+            shutil.copyfile(args.training_data[0], STARTER_MODEL / "training_data.tsv")
+    elif args.training_data:
+        write_union(args.training_data, STARTER_MODEL / "training_data.tsv")
+        facts.training_data = count_training_data(STARTER_MODEL / "training_data.tsv")
     runs = json.loads(args.summary_json.read_text())["runs"]
     facts.evaluations = [  # the run without hints and with each number of hints: the PSNR-versus-hints curve
         Evaluation(**{**run["evaluation"], "dataset": "shared/photos/val", "split": "val"})
@@ -123,6 +129,31 @@ def merge_lineage(facts: CardFacts, earlier: list[CardFacts]) -> CardFacts:
     stages = [{key: stage.args.get(key) for key in LINEAGE_ARGS} for stage in reversed(earlier)]
     facts.args = {**facts.args, "init_from": None, "continued_from": stages}
     return facts
+
+
+def write_union(tables: list[Path], destination: Path) -> None:
+    """One row per photo used by any stage, `copies` replaced by `copies_by_stage` (oldest stage first).
+
+    Args:
+        tables: each stage's training_data.tsv (a `make_training_mix.py` manifest), newest stage first.
+        destination: where the union goes, rows in the order first met from the oldest stage on.
+    """
+    rows: dict[str, dict] = {}
+    copies: dict[str, list[str]] = {}
+    fieldnames: list[str] = []
+    for index, table in enumerate(reversed(tables)):
+        with table.open(newline="") as handle:
+            reader = csv.DictReader(handle, delimiter="\t")
+            if "file" not in (reader.fieldnames or []):
+                raise SystemExit(f"--training-data {table}: no `file` column (want a make_training_mix.py manifest)")
+            fieldnames = fieldnames or [name for name in reader.fieldnames if name != "copies"]
+            for row in reader:
+                rows.setdefault(row["file"], {name: row.get(name, "") for name in fieldnames})
+                copies.setdefault(row["file"], ["0"] * len(tables))[index] = row.get("copies") or "1"
+    with destination.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=[*fieldnames, "copies_by_stage"], delimiter="\t", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({**row, "copies_by_stage": ",".join(copies[name])} for name, row in rows.items())
 
 
 def count_training_data(tsv: Path) -> list[dict]:

@@ -119,3 +119,21 @@ def test_hold_out_leaves_named_photos_out_and_refuses_unknown_names(photo_set, t
     held.write_text("faces__0.jpg\nnot-a-photo.jpg\n")
     with pytest.raises(SystemExit, match="1 names not in the manifest, e.g. not-a-photo.jpg"):
         run(photo_set, tmp_path / "mix", "--rest", "1", "--hold-out", str(held))
+
+
+def test_boost_adds_copies_of_listed_photos_even_from_unnamed_sources(photo_set, tmp_path: Path):
+    boost = tmp_path / "boost.txt"
+    boost.write_text("faces__1.jpg\nobjects__2.jpg\nt0.jpg\n")
+    held = tmp_path / "held.txt"
+    held.write_text("t0.jpg\n")
+    run(photo_set, tmp_path / "mix", "--repeat", "owner/faces=2", "--boost", f"{boost}=3", "--hold-out", str(held))
+    copies = {row["file"]: int(row["copies"]) for row in read_mix(tmp_path / "mix")}
+    # faces: 2 each, faces__1 2 + 3; objects__2 only through the boost; t0 held out despite the boost
+    assert copies == {**{f"faces__{i}.jpg": 2 for i in range(10)}, "faces__1.jpg": 5, "objects__2.jpg": 3}
+    links = sorted(link.name for link in (tmp_path / "mix").iterdir() if link.name.endswith("objects__2.jpg"))
+    assert links == ["00__objects__2.jpg", "01__objects__2.jpg", "02__objects__2.jpg"]
+    boost.write_text("nobody.jpg\n")
+    with pytest.raises(SystemExit, match="--boost .*1 names not in the manifest, e.g. nobody.jpg"):
+        run(photo_set, tmp_path / "mix", "--repeat", "owner/faces=2", "--boost", f"{boost}=3")
+    with pytest.raises(SystemExit, match="--boost .*: no such file"):
+        run(photo_set, tmp_path / "mix", "--repeat", "owner/faces=2", "--boost", f"{tmp_path / 'none.txt'}=3")

@@ -97,3 +97,33 @@ def test_a_stage_without_facts_is_refused_before_anything_is_written(lineage, mo
     with pytest.raises(SystemExit, match="unfinished: its training_facts.json has no steps"):
         package(monkeypatch, lineage, "--continued-from", str(empty))
     assert not (lineage["starter"] / "README.md").exists()
+
+
+def test_one_training_table_per_stage_ships_their_union(lineage, monkeypatch, tmp_path: Path):
+    def table(name: str, rows: list[tuple[str, str, int]]) -> str:
+        path = tmp_path / name
+        with path.open("w", newline="") as handle:
+            writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+            writer.writerow(["file", "origin", "source", "licence_class", "phash", "copies"])
+            writer.writerows([file, "git", source, "research-only", "0" * 16, copies] for file, source, copies in rows)
+        return str(path)
+
+    parent = table("parent.tsv", [("a.jpg", "owner/faces", 1), ("b.jpg", "owner/faces", 1), ("c.jpg", "owner/trees", 1)])
+    sibling = table("sibling.tsv", [("a.jpg", "owner/faces", 30)])
+    gan = table("gan.tsv", [("a.jpg", "owner/faces", 30), ("c.jpg", "owner/trees", 4)])
+    monkeypatch.setattr(sys, "argv", ["package_starter.py", str(lineage["gan"]), str(lineage["summary"]), "--run-label",
+                                      "gan", "--grid", str(lineage["grid"]), "--continued-from", str(lineage["sibling"]),
+                                      "--continued-from", str(lineage["parent"]), "--training-data", gan,
+                                      "--training-data", sibling, "--training-data", parent])
+    package_starter.main()
+    with (lineage["starter"] / "training_data.tsv").open(newline="") as handle:
+        shipped = list(csv.DictReader(handle, delimiter="\t"))
+    assert [(row["file"], row["copies_by_stage"]) for row in shipped] == [("a.jpg", "1,30,30"), ("b.jpg", "1,0,0"),
+                                                                          ("c.jpg", "1,0,4")]
+    assert "copies" not in shipped[0] and shipped[0]["licence_class"] == "research-only"
+    facts = json.loads((lineage["starter"] / FACTS_NAME).read_text())
+    assert facts["training_data"] == [{"source": "owner/faces", "licence": "research-only", "photos": 2},
+                                      {"source": "owner/trees", "licence": "research-only", "photos": 1}]
+    monkeypatch.setattr(sys, "argv", [*sys.argv[:-2]])  # three stages, two tables
+    with pytest.raises(SystemExit):
+        package_starter.main()
