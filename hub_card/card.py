@@ -221,13 +221,20 @@ def _training_details(facts: CardFacts, encoder: str | None) -> list[tuple[str, 
         add("Resolution", f"{args['resolution']}×{args['resolution']} random crops")
     add("Steps per phase", _steps_per_phase(facts))
     add("Batch", _batch(facts))
-    add("λ (L1 weight)", args.get("lambda_l1"))
-    add("GAN loss", args.get("gan_loss"))
-    if args.get("learning_rate"):
+    stages = [*args.get("continued_from", []), args]  # a lineage's earlier stages (oldest first), then this run
+    rates = ", ".join(dict.fromkeys(str(stage["learning_rate"]) for stage in stages if stage.get("learning_rate")))
+    if len(stages) > 1:
+        add("Stages", f"{len(stages)}, each fine-tuning the one before (`continued_from` below)")
+        stages = [stage for stage in stages if (stage.get("max_steps") or 0) > (stage.get("pretrain_steps") or 0)]
+    add("λ (L1 weight)", ", ".join(dict.fromkeys(str(stage.get("lambda_l1")) for stage in stages if stage.get("lambda_l1"))))
+    add("GAN loss", ", ".join(dict.fromkeys(stage["gan_loss"] for stage in stages if stage.get("gan_loss"))))
+    if rates:
         betas = (args.get("adam_beta1", 0.5), args.get("adam_beta2", 0.999))
-        add("Optimizer", f"Adam, learning rate {args['learning_rate']}, betas ({betas[0]}, {betas[1]})")
+        add("Optimizer", f"Adam, learning rate {rates}, betas ({betas[0]}, {betas[1]})")
     if encoder:
-        add("Encoder", f"`{encoder}`" + (", from ImageNet weights" if args.get("pretrained_encoder") else ""))
+        imagenet = any(stage.get(key) for stage in [*args.get("continued_from", []), args]
+                       for key in ("pretrained_encoder", "encoder_pretrained", "encoder_weights"))
+        add("Encoder", f"`{encoder}`" + (", from ImageNet weights" if imagenet else ""))
     precision = args.get("mixed_precision")
     add("Precision", "fp32" if precision == "no" else precision)
     add("EMA decay", args.get("ema_decay"))
@@ -357,7 +364,8 @@ def render_model_card(
     config_path = model_dir / CONFIG_NAME if model_dir else None
     config = json.loads(config_path.read_text(encoding="utf-8")) if config_path and config_path.is_file() else {}
     model_name = repo_id.split("/")[-1]
-    encoder = facts.args.get("encoder") or config.get("encoder_name")
+    encoder = config.get("encoder_name") or facts.args.get("encoder")  # the weights' own config first: a fine-tune's
+    # --encoder is only its default when --init-from rebuilt the model from its parent
     eval_results = _eval_results(facts, model_name)
     card_data = ModelCardData(
         library_name=HUB_METADATA["library_name"],

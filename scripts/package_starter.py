@@ -96,8 +96,9 @@ def main() -> None:
     print(write_model_card(STARTER_MODEL, REPO_ID, facts))
 
 
-LINEAGE_ARGS = ("output_dir", "init_from", "max_steps", "pretrain_steps", "lambda_l1", "l1_chroma_weight",
-                "encoder_lr_scale", "hint_prob", "resolution", "dataset", "seed")  # what the card keeps of each stage
+LINEAGE_ARGS = ("output_dir", "init_from", "max_steps", "pretrain_steps", "lambda_l1", "gan_loss", "l1_chroma_weight",
+                "learning_rate", "encoder_lr_scale", "encoder_weights", "encoder_pretrained", "hint_prob", "resolution",
+                "dataset", "seed")  # what the card keeps of each stage
 
 
 def load_stage(folder: Path) -> CardFacts:

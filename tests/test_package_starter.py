@@ -127,3 +127,22 @@ def test_one_training_table_per_stage_ships_their_union(lineage, monkeypatch, tm
     monkeypatch.setattr(sys, "argv", [*sys.argv[:-2]])  # three stages, two tables
     with pytest.raises(SystemExit):
         package_starter.main()
+
+
+def test_the_card_takes_encoder_and_gan_settings_from_the_stages_that_had_them(lineage, monkeypatch, tmp_path: Path):
+    """An L1 nudge after the GAN stage: its own defaults (λ 100, vanilla, no encoder flags) must not describe the model."""
+    gan_args = json.loads((lineage["gan"] / FACTS_NAME).read_text())
+    gan_args["args"].update(lambda_l1=50.0, gan_loss="lsgan", learning_rate=2e-4)
+    (lineage["gan"] / FACTS_NAME).write_text(json.dumps(gan_args))
+    parent = json.loads((lineage["parent"] / FACTS_NAME).read_text())
+    parent["args"]["encoder_weights"] = "runs/encoders/mobilenetv2_100_imagenet.safetensors"
+    (lineage["parent"] / FACTS_NAME).write_text(json.dumps(parent))
+    nudge = stage(tmp_path / "nudge", 900, 7_200, 870.0, seed=94, init_from=str(lineage["gan"]), lambda_l1=100.0,
+                  gan_loss="vanilla", encoder="regnetx_002", learning_rate=5e-5)
+    lineage["gan"], stages = nudge, [lineage["gan"], lineage["sibling"], lineage["parent"]]
+    package(monkeypatch, lineage, *[option for folder in stages for option in ("--continued-from", str(folder))])
+    card = (lineage["starter"] / "README.md").read_text()
+    assert "| Stages | 4, each fine-tuning the one before" in card
+    assert "| λ (L1 weight) | 50.0 |" in card and "| GAN loss | lsgan |" in card
+    assert "learning rate 0.0002, 5e-05," in card
+    assert "| Encoder | `resnet18`, from ImageNet weights |" in card  # the weights' config, not the nudge's --encoder

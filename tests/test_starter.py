@@ -39,17 +39,20 @@ def starter() -> Colorizer:
 
 
 def test_starter_beats_gray_is_colourful_and_follows_hints(starter, photos_dir):
-    """The issue's bar on the validation photos, as `colorgan eval` measures it (see docs/eval)."""
+    """Issue 18's bars on the validation photos at the starter's own render size (see docs/eval)."""
     gray = evaluate(None, photos_dir / "val", baseline="gray").means()
     plain = evaluate(starter, photos_dir / "val").means()
     one_hint = evaluate(starter, photos_dir / "val", hints=1)
     ten_hints = evaluate(starter, photos_dir / "val", hints=10)
-    assert plain["psnr"] >= gray["psnr"]
-    assert plain["colorfulness"] > 25, plain  # clearly colour, not sepia (the gray input scores 0)
-    # hints spread over their regions (issue 9's bar): measured +1.46 dB with 1 point, +3.67 with 10,
-    # and the ab error 16+ px from every hint 44% lower with 10
+    network_only = evaluate(starter, photos_dir / "val", hints=10, propagate=False).means()
+    # measured: gray + 2.67 dB and 76.9 % of the photos' colourfulness (the previous starter: + 1.42, 50 %)
+    assert plain["psnr"] >= gray["psnr"] + 2.5, (plain, gray)
+    assert plain["colorfulness"] >= 0.75 * plain["colorfulness_truth"], plain
+    # hints: measured +0.56 dB from 1 point, +2.84 from 10 propagated (issue 18 asks +3: not met),
+    # +1.19 from 10 that the network alone uses, and the ab error 16+ px from every hint 36% lower
     assert one_hint.means()["psnr"] - plain["psnr"] > 0.5, (plain, one_hint.means())
-    assert ten_hints.means()["psnr"] - plain["psnr"] >= 2.0, (plain, ten_hints.means())
+    assert ten_hints.means()["psnr"] - plain["psnr"] >= 2.5, (plain, ten_hints.means())
+    assert network_only["psnr"] - plain["psnr"] >= 1.0, (plain, network_only)
     assert ten_hints.far_ab_error_change() <= -0.15
 
 
