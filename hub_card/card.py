@@ -202,6 +202,11 @@ def _batch(facts: CardFacts) -> str | None:
     return text
 
 
+def _distinct(values) -> str:
+    """The values that are set, each once, in order: "0.0002, 5e-05"."""
+    return ", ".join(dict.fromkeys(str(value) for value in values if value))
+
+
 def _training_details(facts: CardFacts, encoder: str | None) -> list[tuple[str, str]]:
     """(label, value) rows of the card's training table, from whatever the run recorded."""
     args = facts.args
@@ -222,18 +227,18 @@ def _training_details(facts: CardFacts, encoder: str | None) -> list[tuple[str, 
     add("Steps per phase", _steps_per_phase(facts))
     add("Batch", _batch(facts))
     stages = [*args.get("continued_from", []), args]  # a lineage's earlier stages (oldest first), then this run
-    rates = ", ".join(dict.fromkeys(str(stage["learning_rate"]) for stage in stages if stage.get("learning_rate")))
     if len(stages) > 1:
         add("Stages", f"{len(stages)}, each fine-tuning the one before (`continued_from` below)")
-        stages = [stage for stage in stages if (stage.get("max_steps") or 0) > (stage.get("pretrain_steps") or 0)]
-    add("λ (L1 weight)", ", ".join(dict.fromkeys(str(stage.get("lambda_l1")) for stage in stages if stage.get("lambda_l1"))))
-    add("GAN loss", ", ".join(dict.fromkeys(stage["gan_loss"] for stage in stages if stage.get("gan_loss"))))
+    # a lineage's GAN settings are those of its stages with GAN steps, not a later L1 stage's defaults
+    gan_stages = [s for s in stages if (s.get("max_steps") or 0) > (s.get("pretrain_steps") or 0)] if len(stages) > 1 else stages
+    add("λ (L1 weight)", _distinct(stage.get("lambda_l1") for stage in gan_stages))
+    add("GAN loss", _distinct(stage.get("gan_loss") for stage in gan_stages))
+    rates = _distinct(stage.get("learning_rate") for stage in stages)
     if rates:
         betas = (args.get("adam_beta1", 0.5), args.get("adam_beta2", 0.999))
         add("Optimizer", f"Adam, learning rate {rates}, betas ({betas[0]}, {betas[1]})")
     if encoder:
-        imagenet = any(stage.get(key) for stage in [*args.get("continued_from", []), args]
-                       for key in ("pretrained_encoder", "encoder_pretrained", "encoder_weights"))
+        imagenet = any(stage.get(key) for stage in stages for key in ("pretrained_encoder", "encoder_pretrained", "encoder_weights"))
         add("Encoder", f"`{encoder}`" + (", from ImageNet weights" if imagenet else ""))
     precision = args.get("mixed_precision")
     add("Precision", "fp32" if precision == "no" else precision)

@@ -20,11 +20,11 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import torch
 from PIL import Image
 
 from colorgan.color import rgb_to_lab
+from colorgan.imaging import decode
 from make_training_mix import check_folders, parse_folders, photo_path, read_manifest  # the sibling script: same manifest and --folder rules
 
 THUMBNAIL_SIDE = 96  # enough to tell a lawn from a face; keeps 15,000 photos under a minute
@@ -34,9 +34,8 @@ def foliage_share(path: Path) -> float:
     """Fraction of the photo's pixels that look like green foliage (see the module's docstring)."""
     with Image.open(path) as image:
         image.draft("RGB", (2 * THUMBNAIL_SIDE, 2 * THUMBNAIL_SIDE))  # JPEG: decode at a fraction of full size
-        image = image.convert("RGB")
         image.thumbnail((THUMBNAIL_SIDE, THUMBNAIL_SIDE))
-        rgb = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)[None]  # (1, 3, h, w) uint8
+        rgb = decode(image).rgb  # (1, 3, h, w), any mode
     lightness, a, b = rgb_to_lab(rgb)[0]
     foliage = (a < -6) & (b > 4) & (lightness > 20) & (lightness < 90)
     return foliage.float().mean().item()

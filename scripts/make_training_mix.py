@@ -136,16 +136,12 @@ def plan_mix(rows: list[dict], repeats: dict[str, int], subsets: dict[str, int],
 def write_mix(plan: list[tuple[dict, int]], folders: dict[str, Path], fieldnames: list[str], output: Path) -> int:
     """Links and `training_data.tsv` into `<output>.partial`, then renamed to `output`; returns the link count."""
     check_folders([row for row, _ in plan], folders)
+    sources = [photo_path(row, folders).resolve() for row, _ in plan]  # every photo found before anything is written
     partial = output.with_name(output.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     links = 0
-    for row, copies in plan:
-        try:
-            source = photo_path(row, folders).resolve()
-        except SystemExit:
-            shutil.rmtree(partial)
-            raise
+    for (row, copies), source in zip(plan, sources):
         for copy in range(copies):
             (partial / f"{copy:02d}__{row['file']}").symlink_to(source)
             links += 1
